@@ -1,0 +1,39 @@
+# lensloop: `make demo` and `make test` do all set-up themselves on a fresh Debian machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint pytest sysdeps venv bench clean
+
+venv: $(STAMP)
+
+# The constraints file pins torch to the local CPU build whenever a dependency asks for it.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# System packages the integration tests need (PostgreSQL server); skipped politely when not root.
+sysdeps:
+	bash scripts/install-sysdeps.sh
+
+demo: $(STAMP)
+	$(BIN)/lensloop demo demo-project
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
+
+pytest: $(STAMP) sysdeps
+	$(BIN)/python -m pytest
+
+test: lint pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache

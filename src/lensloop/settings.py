@@ -1,0 +1,64 @@
+"""Process-wide settings, read once from the environment (prefix ``LENSLOOP_``).
+
+Entry points (the CLI, the HTTP service) build one :class:`Settings` and pass it down;
+library code never reads ``os.environ`` itself. Per-project choices (task, classes,
+catalog URL) live in the project's ``lensloop.toml`` instead (see
+:mod:`lensloop.project.config`).
+
+Example:
+    >>> from lensloop.settings import Settings
+    >>> Settings(max_image_pixels=10_000).max_image_pixels
+    10000
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir("lensloop"))
+
+
+class Settings(BaseSettings):
+    """Settings that apply to every project a process touches.
+
+    Every field can be set from the environment, e.g. ``LENSLOOP_CACHE_DIR=/scratch/cache``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LENSLOOP_", extra="ignore", frozen=True)
+
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="User cache for fetched data sets, downloaded weights and released models.",
+    )
+    max_image_pixels: int = Field(
+        default=256_000_000,
+        gt=0,
+        description="Largest image (width x height) decoded; larger ones are refused as a "
+        "possible decompression bomb.",
+    )
+    max_file_bytes: int = Field(
+        default=4 * 1024**3,
+        gt=0,
+        description="Largest image file read, in bytes.",
+    )
+    ingest_batch_size: int = Field(
+        default=500,
+        gt=0,
+        description="Images per catalog transaction during ingest; an interrupted ingest "
+        "keeps every committed batch.",
+    )
+    ingest_workers: int | None = Field(
+        default=None,
+        ge=0,
+        description="Decode processes during ingest; None picks one per CPU core, 0 decodes "
+        "in the calling process.",
+    )
+    log_level: str = Field(default="WARNING", description="Logging level of the CLI.")
