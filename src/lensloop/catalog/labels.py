@@ -152,8 +152,10 @@ def add_class_annotations(
     if not labels:
         return 0
     paths = sorted(set(labels.values()))
-    rows = session.execute(select(LabelClass.path, LabelClass.id).where(LabelClass.path.in_(paths)))
-    class_ids = {path: class_id for path, class_id in rows}
+    known = session.execute(
+        select(LabelClass.path, LabelClass.id).where(LabelClass.path.in_(paths))
+    )
+    class_ids = {path: class_id for path, class_id in known}
     missing = [p for p in paths if p not in class_ids]
     if missing:
         raise LabelError(f"classes not in the schema: {', '.join(missing)}")
