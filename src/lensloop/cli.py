@@ -1,5 +1,416 @@
-"""Placeholder replaced below."""
+"""The ``lensloop`` command line.
+
+This is an entry point: it reads the settings once, sets up logging and passes both down.
+Library errors (:class:`~lensloop.errors.LensloopError`) are shown as one clear line and
+exit with status 1; usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lensloop import __version__
+from lensloop.errors import LensloopError
+from lensloop.settings import Settings
+
+if TYPE_CHECKING:
+    from lensloop.project import Project
+    from lensloop.project.ingest import IngestReport
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lensloop",
+    help="Turn raw scientific images into labelled data sets and trained models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+datasets_app = typer.Typer(
+    help="Real demo data sets that lensloop can fetch.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Catalog database maintenance.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+_SHOW_FAILURES = 20
+
+
+class _State:
+    settings: Settings | None = None
+
+
+def _settings() -> Settings:
+    if _State.settings is None:
+        _State.settings = Settings()
+    return _State.settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"lensloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v, -vv).")
+    ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Turn raw scientific images into labelled data sets and trained models."""
+    from rich.logging import RichHandler
+
+    settings = _settings()
+    level = {0: settings.log_level.upper(), 1: "INFO"}.get(verbose, "DEBUG")
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+        force=True,
+    )
+
+
+def _open(directory: Path) -> Project:
+    from lensloop.project import Project
+
+    return Project.open(directory, settings=_settings())
+
+
+# -- init -----------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
+    task: Annotated[
+        str, typer.Option(help="What the project trains: classify, segment or count.")
+    ] = "classify",
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated classes (a/b/c for taxonomy paths). Given classes close the "
+            "schema: labels outside them are refused."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Catalog database URL, e.g. postgresql+psycopg://user@host/db "
+            "(default: SQLite in the folder)."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Project name (default: folder name).")] = None,
+) -> None:
+    """Create a project folder: lensloop.toml and the catalog."""
+    from lensloop.project import Project
+    from lensloop.project.config import TASKS
+
+    if task not in TASKS:
+        raise typer.BadParameter(
+            f"{task!r}; valid tasks are: {', '.join(TASKS)}", param_hint="--task"
+        )
+    class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes else []
+    with Project.init(
+        directory,
+        task=task,
+        classes=class_list,
+        db_url=db,
+        name=name,
+        settings=_settings(),  # type: ignore[arg-type]
+    ) as project:
+        out.print(
+            f"Created {project.task} project [bold]{project.config.project.name}[/] at "
+            f"{project.root} (catalog: {project.catalog.url})"
+        )
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+def _print_report(report: IngestReport) -> None:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("found", str(report.discovered))
+    table.add_row("added", f"[green]{report.added}[/]")
+    table.add_row("already in catalog", str(report.already_in_catalog))
+    if report.duplicates:
+        table.add_row("duplicates in this run", str(len(report.duplicates)))
+    table.add_row("failed", f"[red]{len(report.failed)}[/]" if report.failed else "0")
+    if report.skipped:
+        table.add_row("skipped (not images)", str(len(report.skipped)))
+    if report.labelled:
+        table.add_row("labelled from folders", str(report.labelled))
+    if report.metadata_matched or report.metadata_unmatched:
+        table.add_row("metadata rows matched", str(report.metadata_matched))
+        table.add_row("metadata rows unmatched", str(len(report.metadata_unmatched)))
+    if report.splits:
+        table.add_row(
+            "splits assigned", ", ".join(f"{k}={v}" for k, v in sorted(report.splits.items()))
+        )
+    table.add_row("time", f"{report.elapsed_s:.1f} s ({report.images_per_s:.0f} files/s)")
+    out.print(table)
+    if report.added == 0 and report.already_in_catalog and not report.failed:
+        out.print("Nothing new: every image is already in the catalog.")
+    for uri, first in report.duplicates[:5]:
+        out.print(f"  duplicate: {uri} (same content as {first})")
+    if report.failed:
+        out.print("[red]Files that could not be ingested[/] (recorded in the catalog):")
+        for uri, reason in report.failed[:_SHOW_FAILURES]:
+            out.print(f"  {uri}: {reason}", highlight=False, markup=False)
+        if len(report.failed) > _SHOW_FAILURES:
+            out.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more")
+
+
+@app.command()
+def ingest(
+    directory: Annotated[Path, typer.Argument(help="Project folder.")],
+    sources: Annotated[list[Path], typer.Argument(help="Image files and folders (recursive).")],
+    labels_from_folders: Annotated[
+        bool,
+        typer.Option(
+            "--labels-from-folders",
+            help="Use folder names below each SOURCE folder as labels (ImageFolder layout).",
+        ),
+    ] = False,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With nested taxonomy folders, the level used as the class (1 = first). The "
+            "whole path is stored, so the project can be rolled up later.",
+        ),
+    ] = None,
+    metadata: Annotated[
+        Path | None, typer.Option(help="Metadata CSV joined on --key (file name or stem).")
+    ] = None,
+    key: Annotated[str, typer.Option(help="Metadata CSV column holding file names.")] = "filename",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Held-out shares per class, e.g. val=0.2,test=0.1 (train gets the rest)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    pages: Annotated[
+        str,
+        typer.Option(
+            help="Multi-page TIFFs: 'each' page is an image, 'first' page only, or 'stack' "
+            "pages as channels."
+        ),
+    ] = "each",
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Images per catalog transaction.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=0, help="Decode processes (default: one per CPU core).")
+    ] = None,
+    source_format: Annotated[
+        str, typer.Option("--format", help="Source format (folder).")
+    ] = "folder",
+) -> None:
+    """Add images (with folder labels and CSV metadata) to the catalog.
+
+    Running the same ingest twice adds nothing; an interrupted ingest keeps what it
+    committed and a re-run completes it. Bad files are reported and recorded, never fatal;
+    the exit status is 1 only if nothing at all could be ingested.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from lensloop.project.ingest import PAGE_MODES, IngestOptions, parse_split
+    from lensloop.project.ingest import ingest as run_ingest
+
+    if pages not in PAGE_MODES:
+        raise typer.BadParameter(f"{pages!r}; valid: {', '.join(PAGE_MODES)}", param_hint="--pages")
+    if depth is not None and not labels_from_folders:
+        raise typer.BadParameter("--depth needs --labels-from-folders", param_hint="--depth")
+    settings = _settings()
+    options = IngestOptions(
+        labels_from_folders=labels_from_folders,
+        depth=depth,
+        metadata=metadata,
+        key=key,
+        split=parse_split(split) if split else None,
+        seed=seed,
+        pages=pages,  # type: ignore[arg-type]
+        batch_size=batch_size or settings.ingest_batch_size,
+        workers=workers if workers is not None else settings.ingest_workers,
+        source_format=source_format,
+    )
+    with (
+        _open(directory) as project,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar,
+    ):
+        task_id = bar.add_task("ingesting", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task_id, completed=done, total=total)
+
+        report = run_ingest(project, sources, options=options, progress=progress)
+    _print_report(report)
+    if not report.ok:
+        err.print("[red]error:[/] nothing could be ingested")
+        raise typer.Exit(1)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    project, images = status["project"], status["images"]
+    out.print(f"[bold]{project['name']}[/] ({project['task']}) at {project['root']}")
+    out.print(f"catalog: {project['catalog']}")
+    out.print(
+        f"images: {images['total']} ({images['labelled']} labelled, "
+        f"{images['unlabelled']} unlabelled, {images['failed_files']} failed files, "
+        f"{images['samples']} samples)"
+    )
+    out.print("splits: " + ", ".join(f"{k}={v}" for k, v in status["splits"].items()))
+    classes = status["labels"]["classes"]
+    if classes:
+        depth = status["labels"]["depth"]
+        table = Table(title=f"labelled images per class (depth: {depth or 'deepest'})")
+        table.add_column("class")
+        table.add_column("images", justify="right")
+        for cls in classes:
+            table.add_row(cls["path"], str(cls["labelled_images"]))
+        out.print(table)
+    out.print(f"embeddings: {len(status['embeddings'])} set(s); models: {len(status['models'])}")
+
+
+@app.command()
+def status(
+    directory: Annotated[Path, typer.Argument(help="Project folder.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the documented JSON shape (docs/status.md).")
+    ] = False,
+) -> None:
+    """Show images, labelled images per class, splits, embeddings and models."""
+    from lensloop.project import project_status
+
+    with _open(directory) as project:
+        summary = project_status(project)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _print_status(summary)
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the data sets lensloop can fetch."""
+    from lensloop.datasets import list_datasets
+
+    table = Table("name", "images", "classes", "source", "license", "description")
+    for info in list_datasets():
+        table.add_row(
+            info.name,
+            str(info.n_images),
+            str(info.n_classes),
+            info.source,
+            info.license,
+            info.description,
+        )
+    out.print(table)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="Data set name (see `lensloop datasets list`).")],
+    dest: Annotated[
+        Path | None, typer.Option(help="Copy the images here (default: keep in the user cache).")
+    ] = None,
+) -> None:
+    """Fetch a demo data set into the user cache (once) and print where it is."""
+    from lensloop.datasets import fetch_dataset
+
+    path = fetch_dataset(name, cache_dir=_settings().cache_dir, dest=dest)
+    out.print(str(path), highlight=False)
+
+
+# -- db -------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(directory: Annotated[Path, typer.Argument(help="Project folder.")]) -> None:
+    """Migrate the project's catalog to this lensloop's schema (back it up first)."""
+    from lensloop.project import Project
+
+    with Project.open(directory, settings=_settings(), migrate=True) as project:
+        out.print(f"catalog at {project.catalog.url} is up to date")
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Project folder for the demo.")] = Path(
+        "demo-project"
+    ),
+) -> None:
+    """Run lensloop on real data: fetch the plankton demo set, ingest it with labels, report.
+
+    Safe to run again: the project is reused and nothing is ingested twice.
+    """
+    from lensloop.datasets import fetch_dataset
+    from lensloop.project import Project, project_status
+    from lensloop.project.config import CONFIG_FILE
+    from lensloop.project.ingest import IngestOptions
+    from lensloop.project.ingest import ingest as run_ingest
+
+    settings = _settings()
+    out.rule("1. fetch the plankton demo data set")
+    data = fetch_dataset("plankton-demo", cache_dir=settings.cache_dir)
+    out.print(f"images in {data}")
+    out.rule("2. create the project")
+    if (directory / CONFIG_FILE).exists():
+        project = Project.open(directory, settings=settings)
+        out.print(f"reusing the project at {project.root}")
+    else:
+        project = Project.init(directory, task="classify", settings=settings)
+        out.print(f"created {project.root}")
+    with project:
+        out.rule("3. ingest with folder labels")
+        options = IngestOptions(labels_from_folders=True, split={"val": 0.2, "test": 0.1}, seed=0)
+        report = run_ingest(project, [data], options=options)
+        _print_report(report)
+        out.rule("4. status")
+        _print_status(project_status(project))
 
 
 def main() -> None:
-    """Run the CLI."""
+    """Run the CLI, turning lensloop errors into one clear line on stderr."""
+    try:
+        app()
+    except LensloopError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted; committed work is kept, run the command again to finish")
+        sys.exit(130)

@@ -1,0 +1,116 @@
+"""A project's ``lensloop.toml``: its task, label schema and where its catalog lives.
+
+Example of the file ``lensloop init`` writes::
+
+    [project]
+    name = "plankton"
+    task = "classify"
+    created_with = "0.1.0"
+
+    [catalog]
+    url = "sqlite:///catalog.sqlite"   # relative SQLite paths are inside the project folder
+
+    [labels]
+    classes = ["diatom", "dinoflagellate"]  # declared classes (may be empty)
+    closed = true        # true: labels outside `classes` are refused; false: new ones are added
+    depth = 2            # taxonomy level used as "the class" (absent: deepest level)
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lensloop.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "TASKS",
+    "CatalogConfig",
+    "LabelsConfig",
+    "ProjectConfig",
+    "ProjectSection",
+    "Task",
+    "load_config",
+    "save_config",
+]
+
+CONFIG_FILE = "lensloop.toml"
+Task = Literal["classify", "segment", "count"]
+TASKS: tuple[Task, ...] = ("classify", "segment", "count")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectSection(_Section):
+    """``[project]``: name, task and the lensloop version that created it."""
+
+    name: str = Field(min_length=1)
+    task: Task = "classify"
+    created_with: str = ""
+
+
+class CatalogConfig(_Section):
+    """``[catalog]``: the database URL (SQLite file in the project by default)."""
+
+    url: str = "sqlite:///catalog.sqlite"
+
+
+class LabelsConfig(_Section):
+    """``[labels]``: the declared classes and the taxonomy depth used as the class."""
+
+    classes: list[str] = Field(default_factory=list)
+    closed: bool = False
+    depth: int | None = Field(default=None, ge=1)
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({c for c in value if value.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"classes are listed more than once: {', '.join(duplicates)}")
+        return value
+
+
+class ProjectConfig(_Section):
+    """The whole ``lensloop.toml``."""
+
+    project: ProjectSection
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+
+
+def load_config(path: Path) -> ProjectConfig:
+    """Read and validate a ``lensloop.toml``.
+
+    Raises:
+        ConfigError: The file cannot be read, is not TOML, or has invalid or unknown keys
+            (the message names each offending key).
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path} is invalid: {problems}") from exc
+
+
+def save_config(config: ProjectConfig, path: Path) -> None:
+    """Write a ``lensloop.toml`` atomically (a temp file renamed over the old one)."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,484 @@
+"""Ingest: discover files, read, hash, decode and record them in the catalog.
+
+The pipeline:
+
+1. the source format discovers items (files under folders, with their folder levels);
+2. worker processes read each file, hash it (sha256) and fully decode it, so a truncated
+   or mislabelled file is caught now, not at training time; a file whose URI and hash are
+   already in the catalog is not decoded again;
+3. the main process drops duplicates (sha256 already in the catalog, or seen earlier in the
+   run), joins the metadata CSV and folder labels, and commits every ``batch_size`` images
+   in one transaction, together with the failures of that batch;
+4. at the end, images without a split get one (stratified per class, seeded).
+
+An interrupted ingest keeps every committed batch; running it again adds exactly the rest.
+A bad file never stops the run: it is reported with its reason and recorded in the
+catalog's ``ingest_failures`` table (and removed from it once it ingests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lensloop.catalog import NewImage, join_path, split_path
+from lensloop.catalog.images import (
+    add_images,
+    assign_splits,
+    clear_failures,
+    lookup_sha256,
+    lookup_uris,
+    record_failures,
+)
+from lensloop.catalog.labels import add_class_annotations, current_class_paths, ensure_class_paths
+from lensloop.errors import (
+    ConfigError,
+    ImageError,
+    LabelError,
+    LensloopError,
+    MultiPageImageError,
+)
+from lensloop.imaging import DecodedImage, ImageLimits, decode_image
+from lensloop.project.project import Project
+from lensloop.sources import MetadataTable, SourceItem, get_source_format, load_metadata_csv
+from lensloop.sources.base import read_bytes
+
+__all__ = [
+    "PAGE_MODES",
+    "IngestOptions",
+    "IngestReport",
+    "PagesMode",
+    "ingest",
+    "parse_split",
+]
+
+_log = logging.getLogger(__name__)
+
+PagesMode = Literal["each", "first", "stack"]
+#: How multi-page TIFFs are ingested: every page as its own image, the first page only,
+#: or all pages stacked as channels of one image.
+PAGE_MODES: tuple[PagesMode, ...] = ("each", "first", "stack")
+ProgressFn = Callable[[int, int], None]
+
+# Below this many files, decoding in worker processes costs more than it saves.
+_MIN_ITEMS_FOR_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Options of one ingest run (see ``lensloop ingest --help``).
+
+    Attributes:
+        labels_from_folders: Use the folder levels below each source folder as the label.
+        depth: Taxonomy level used as the class (1 = the first folder level); the whole
+            path is stored either way, so the project can be rolled up later.
+        metadata: A metadata CSV to join on ``key``.
+        key: The CSV column holding file names or stems.
+        split: Shares of ``val`` and ``test`` per class, e.g. ``{"val": 0.2}``.
+        seed: Seed of the split.
+        pages: How multi-page TIFFs are ingested (see :data:`PAGE_MODES`).
+        batch_size: Images per catalog transaction.
+        workers: Decode processes; None for one per CPU core, 0 for none.
+        source_format: Name of the source format (see ``lensloop.sources``).
+        annotator: Recorded as the annotator of folder labels.
+    """
+
+    labels_from_folders: bool = False
+    depth: int | None = None
+    metadata: Path | None = None
+    key: str = "filename"
+    split: Mapping[str, float] | None = None
+    seed: int = 0
+    pages: PagesMode = "each"
+    batch_size: int = 500
+    workers: int | None = None
+    source_format: str = "folder"
+    annotator: str = "folder-import"
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did; ``lensloop ingest`` prints it."""
+
+    discovered: int = 0
+    added: int = 0
+    already_in_catalog: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    labelled: int = 0
+    metadata_matched: int = 0
+    metadata_unmatched: list[str] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True unless nothing at all could be ingested (the CLI's exit code)."""
+        return self.added + self.already_in_catalog + len(self.duplicates) > 0
+
+    @property
+    def images_per_s(self) -> float:
+        """Files processed per second of wall time."""
+        done = self.added + self.already_in_catalog + len(self.duplicates) + len(self.failed)
+        return done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def parse_split(text: str) -> dict[str, float]:
+    """Parse ``val=0.2,test=0.1`` into ``{"val": 0.2, "test": 0.1}``.
+
+    Raises:
+        ConfigError: Unknown split names, shares outside [0, 1), or shares summing to 1 or
+            more (nothing would be left to train on).
+    """
+    shares: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in ("val", "test"):
+            raise ConfigError(
+                f"invalid split {part!r} in {text!r}: write val=SHARE and/or test=SHARE, "
+                "e.g. val=0.2,test=0.1 (train gets the rest)"
+            )
+        try:
+            share = float(value)
+        except ValueError:
+            raise ConfigError(f"split share {value!r} for {name} is not a number") from None
+        if not 0.0 <= share < 1.0:
+            raise ConfigError(f"split share for {name} must be in [0, 1), got {share}")
+        shares[name] = share
+    if sum(shares.values()) >= 1.0:
+        raise ConfigError(f"split shares {text!r} sum to 1 or more; leave a share for train")
+    return shares
+
+
+# -- worker side (runs in decode processes) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    uri: str
+    sha256: str
+    page: int | None
+    file_size: int
+    format: str
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    bit_depth: int
+    n_pages: int
+    lat: float | None
+    lon: float | None
+    altitude: float | None
+    captured_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    uri: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Unchanged:
+    uri: str
+    sha256: str
+
+
+_Result = _Decoded | _Failed | _Unchanged
+
+
+@dataclass(frozen=True)
+class _Task:
+    uri: str
+    known_sha256: str | None
+    pages: PagesMode
+    limits: ImageLimits
+
+
+def _record(uri: str, sha: str, page: int | None, size: int, image: DecodedImage) -> _Decoded:
+    info, exif = image.info, image.exif
+    return _Decoded(
+        uri=uri,
+        sha256=sha,
+        page=page,
+        file_size=size,
+        format=info.format,
+        width=info.width,
+        height=info.height,
+        channels=info.channels,
+        dtype=info.dtype,
+        bit_depth=info.bit_depth,
+        n_pages=info.n_pages,
+        lat=exif.latitude,
+        lon=exif.longitude,
+        altitude=exif.altitude,
+        captured_at=exif.captured_at,
+    )
+
+
+def _process(task: _Task) -> list[_Result]:
+    """Read, hash and decode one file (runs in a worker process)."""
+    uri = task.uri
+    try:
+        size = os.stat(uri).st_size if "://" not in uri else -1
+        if size >= 0:
+            task.limits.check_file_size(size, name=uri)
+        data = read_bytes(uri)
+        sha = hashlib.sha256(data).hexdigest()
+        if sha == task.known_sha256:
+            return [_Unchanged(uri, sha)]
+        try:
+            return [_record(uri, sha, None, len(data), _decode(data, uri, task))]
+        except MultiPageImageError as exc:
+            if task.pages == "first":
+                return [_record(uri, sha, None, len(data), _decode(data, uri, task, page=0))]
+            return [
+                _record(
+                    f"{uri}#page={page}",
+                    hashlib.sha256(f"{sha}#page={page}".encode()).hexdigest(),
+                    page,
+                    len(data),
+                    _decode(data, uri, task, page=page),
+                )
+                for page in range(exc.n_pages)
+            ]
+    except (ImageError, LensloopError) as exc:
+        return [_Failed(uri, str(exc))]
+    except OSError as exc:
+        return [_Failed(uri, f"cannot read file: {exc.strerror or exc}")]
+    except Exception as exc:  # a decoder bug must not stop a long ingest
+        _log.exception("unexpected error while ingesting %s", uri)
+        return [_Failed(uri, f"unexpected {type(exc).__name__}: {exc}")]
+
+
+def _decode(data: bytes, uri: str, task: _Task, *, page: int | None = None) -> DecodedImage:
+    return decode_image(
+        data,
+        page=page,
+        stack_pages=task.pages == "stack" and page is None,
+        limits=task.limits,
+        name=uri,
+    )
+
+
+# -- main side ----------------------------------------------------------------------------
+
+
+def _results(tasks: list[_Task], workers: int) -> Iterator[list[_Result]]:
+    if workers == 0 or len(tasks) < _MIN_ITEMS_FOR_WORKERS:
+        yield from map(_process, tasks)
+        return
+    # forkserver: workers start from a clean process, never a fork of a threaded parent.
+    context = multiprocessing.get_context("forkserver")
+    chunksize = max(1, min(64, len(tasks) // (workers * 8)))
+    with context.Pool(workers) as pool:
+        yield from pool.imap(_process, tasks, chunksize=chunksize)
+
+
+def _accepts(label: tuple[str, ...], declared: list[tuple[str, ...]]) -> bool:
+    return any(label[: len(d)] == d for d in declared)
+
+
+def _check_labels(project: Project, items: Sequence[SourceItem]) -> None:
+    labels = project.config.labels
+    if not labels.closed:
+        return
+    declared = [split_path(c) for c in labels.classes]
+    unknown = sorted({join_path(i.class_path) for i in items if i.class_path} - set(labels.classes))
+    unknown = [u for u in unknown if not _accepts(split_path(u), declared)]
+    if unknown:
+        raise LabelError(
+            f"folders {', '.join(unknown[:10])} are not classes of this project, whose "
+            f"schema is closed to: {', '.join(labels.classes)}. Rename the folders, or add "
+            f"the classes to [labels].classes in {project.root / 'lensloop.toml'}"
+        )
+
+
+class _Writer:
+    """Accumulates decoded records and commits them batch by batch."""
+
+    def __init__(
+        self,
+        project: Project,
+        options: IngestOptions,
+        labels: Mapping[str, tuple[str, ...]],
+        metadata: MetadataTable | None,
+        report: IngestReport,
+    ) -> None:
+        self.project = project
+        self.options = options
+        self.labels = labels
+        self.metadata = metadata
+        self.report = report
+        self.first_uri: dict[str, str] = {}
+        self.records: list[_Decoded] = []
+        self.failures: list[tuple[str, str]] = []
+
+    def add(self, results: Iterable[_Result]) -> None:
+        for result in results:
+            if isinstance(result, _Failed):
+                self.failures.append((result.uri, result.reason))
+                self.report.failed.append((result.uri, result.reason))
+            elif isinstance(result, _Unchanged):
+                self.report.already_in_catalog += 1
+            else:
+                self.records.append(result)
+        if len(self.records) + len(self.failures) >= self.options.batch_size:
+            self.flush()
+
+    def _new_image(self, record: _Decoded) -> NewImage:
+        meta: dict[str, Any] = {}
+        lat, lon, captured, depth, sample = record.lat, record.lon, record.captured_at, None, None
+        if record.altitude is not None:
+            meta["altitude_m"] = record.altitude
+        if record.n_pages > 1:
+            meta["n_pages"] = record.n_pages
+        row = self.metadata.lookup(record.uri.split("#page=")[0]) if self.metadata else None
+        if row is not None:
+            self.report.metadata_matched += 1
+            meta.update(row.extra)
+            # The CSV is the user's explicit statement: it wins over the file's EXIF.
+            lat = row.lat if row.lat is not None else lat
+            lon = row.lon if row.lon is not None else lon
+            captured = row.captured_at or captured
+            depth, sample = row.depth, row.sample
+        return NewImage(
+            uri=record.uri,
+            sha256=record.sha256,
+            format=record.format,
+            width=record.width,
+            height=record.height,
+            channels=record.channels,
+            dtype=record.dtype,
+            bit_depth=record.bit_depth,
+            file_size=record.file_size,
+            page=record.page,
+            sample=sample,
+            captured_at=captured,
+            lat=lat,
+            lon=lon,
+            depth=depth,
+            meta=meta,
+        )
+
+    def flush(self) -> None:
+        if not self.records and not self.failures:
+            return
+        records, failures = self.records, self.failures
+        self.records, self.failures = [], []
+        with self.project.catalog.transaction() as session:
+            known = lookup_sha256(session, [r.sha256 for r in records])
+            fresh: list[_Decoded] = []
+            for record in records:
+                if record.sha256 in known:
+                    self.report.already_in_catalog += 1
+                elif record.sha256 in self.first_uri:
+                    self.report.duplicates.append((record.uri, self.first_uri[record.sha256]))
+                else:
+                    self.first_uri[record.sha256] = record.uri
+                    fresh.append(record)
+            ids = add_images(session, [self._new_image(r) for r in fresh])
+            labelled = {
+                ids[r.sha256]: self.labels[r.uri.split("#page=")[0]]
+                for r in fresh
+                if self.labels.get(r.uri.split("#page=")[0])
+            }
+            if labelled:
+                ensure_class_paths(session, labelled.values())
+                add_class_annotations(
+                    session,
+                    {image_id: join_path(path) for image_id, path in labelled.items()},
+                    annotator=self.options.annotator,
+                    origin="import",
+                )
+            record_failures(session, failures)
+            clear_failures(session, [r.uri.split("#page=")[0] for r in records])
+        self.report.added += len(fresh)
+        self.report.labelled += len(labelled)
+
+
+def ingest(
+    project: Project,
+    sources: Sequence[str | Path],
+    *,
+    options: IngestOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Ingest files and folders into a project's catalog.
+
+    Args:
+        project: The open project.
+        sources: Files and folders (walked recursively).
+        options: Labels, metadata, splits, pages and batching; defaults otherwise.
+        progress: Called as ``progress(done, total)`` after each file.
+
+    Returns:
+        A report of what was added, skipped, duplicated and failed.
+
+    Raises:
+        SourceError: A source or the metadata CSV cannot be used (nothing is written).
+        LabelError: Folder labels outside a closed label schema (nothing is written).
+        ConfigError: Invalid options.
+        CatalogError: The catalog refused a write (batches committed before it are kept).
+    """
+    options = options or IngestOptions()
+    if options.pages not in PAGE_MODES:
+        raise ConfigError(f"unknown pages mode {options.pages!r}; valid: {', '.join(PAGE_MODES)}")
+    if options.depth is not None and options.depth < 1:
+        raise ConfigError(f"--depth must be 1 or more, got {options.depth}")
+    started = time.perf_counter()
+    discovery = get_source_format(options.source_format)(sources)
+    metadata = load_metadata_csv(options.metadata, key=options.key) if options.metadata else None
+    labels: dict[str, tuple[str, ...]] = {}
+    if options.labels_from_folders:
+        _check_labels(project, discovery.items)
+        labels = {item.uri: item.class_path for item in discovery.items if item.class_path}
+        if options.depth is not None and project.config.labels.depth != options.depth:
+            project.config.labels.depth = options.depth
+            project.save_config()
+    report = IngestReport(discovered=len(discovery.items), skipped=list(discovery.skipped))
+    with project.catalog.reader() as session:
+        known = lookup_uris(session, [item.uri for item in discovery.items])
+    limits = ImageLimits(
+        max_pixels=project.settings.max_image_pixels,
+        max_file_bytes=project.settings.max_file_bytes,
+    )
+    tasks = [_Task(i.uri, known.get(i.uri), options.pages, limits) for i in discovery.items]
+    workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
+    writer = _Writer(project, options, labels, metadata, report)
+    for done, results in enumerate(_results(tasks, workers), start=1):
+        writer.add(results)
+        if progress is not None:
+            progress(done, len(tasks))
+    writer.flush()
+    with project.catalog.transaction() as session:
+        class_of = {
+            image_id: join_path(split_path(path)[: project.config.labels.depth])
+            if project.config.labels.depth
+            else path
+            for image_id, path in current_class_paths(session).items()
+        }
+        report.splits = assign_splits(
+            session, labels=class_of, fractions=options.split, seed=options.seed
+        )
+    if metadata is not None:
+        report.metadata_unmatched = metadata.unmatched
+    report.elapsed_s = time.perf_counter() - started
+    _log.info(
+        "ingest: %d added, %d already in catalog, %d failed in %.1f s",
+        report.added,
+        report.already_in_catalog,
+        len(report.failed),
+        report.elapsed_s,
+    )
+    return report

@@ -1,0 +1,66 @@
+"""Shared fixtures: databases (SQLite and a real PostgreSQL), tiny images, projects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from lensloop.project import Project
+from lensloop.settings import Settings
+from servers import PostgresServer, postgres_server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One throw-away PostgreSQL server on 127.0.0.1 for the whole test session."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty catalog database URL: SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"t_{uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with the user cache inside the test's temp folder."""
+    return Settings(cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture
+def project(tmp_path: Path, settings: Settings) -> Iterator[Project]:
+    """A fresh classification project on SQLite."""
+    with Project.init(tmp_path / "project", settings=settings) as proj:
+        yield proj
+
+
+def write_png(path: Path, *, seed: int, size: int = 16, mode: str = "RGB") -> Path:
+    """Write a small random PNG whose content depends on ``seed`` (distinct seeds differ)."""
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "L": 1}[mode]
+    shape = (size, size, channels) if channels > 1 else (size, size)
+    array = rng.integers(0, 256, size=shape, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(array).save(path)
+    return path
+
+
+def make_image_folder(root: Path, layout: dict[str, int], *, seed: int = 0) -> list[Path]:
+    """Write an ImageFolder tree: ``{"a/b": 3}`` puts 3 distinct PNGs in ``root/a/b``."""
+    paths = []
+    counter = seed * 100_000
+    for folder, count in layout.items():
+        for index in range(count):
+            counter += 1
+            paths.append(write_png(root / folder / f"img_{index:04d}.png", seed=counter))
+    return paths
