@@ -73,6 +73,10 @@ def test_failed_transaction_writes_nothing(db_url: str) -> None:
 
 
 def test_open_refuses_a_database_without_catalog(db_url: str) -> None:
+    if db_url.startswith("sqlite"):
+        with pytest.raises(CatalogError, match=r"catalog file .* not found"):
+            Catalog.open(db_url)
+        make_engine(db_url).connect().close()  # an empty SQLite file
     with pytest.raises(CatalogError, match="no lensloop catalog"):
         Catalog.open(db_url)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -88,6 +89,14 @@ class Catalog:
                 this lensloop knows.
         """
         engine = make_engine(url)
+        database = engine.url.database
+        on_disk = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
+        if on_disk and not Path(str(database)).is_file():
+            engine.dispose()
+            raise CatalogError(
+                f"catalog file {database} not found; restore it from a backup, or create "
+                "a new project with `lensloop init DIR`"
+            )
         found = current_revision(engine)
         head = head_revision()
         if found is None:

@@ -193,6 +193,8 @@ def load_metadata_csv(path: str | Path, *, key: str = "filename") -> MetadataTab
     columns = {_norm(c): c for c in frame.columns if c != key}
     lat_col, lon_col = _find(columns, "lat"), _find(columns, "lon")
     time_col, depth_col = _find(columns, "time"), _find(columns, "depth")
+    if time_col in (columns.get("time"), columns.get("date")) and {"date", "time"} <= set(columns):
+        time_col = columns["date"]  # separate date and time columns: combine them
     sample_col = _find(columns, "sample")
     if lat_col:
         _check_range(frame, lat_col, -90.0, 90.0, path)
