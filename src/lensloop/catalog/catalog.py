@@ -145,14 +145,17 @@ class Catalog:
 
     @contextmanager
     def reader(self) -> Iterator[Session]:
-        """A read-only session (nothing is committed)."""
+        """A session for reading; nothing is committed.
+
+        Objects loaded in it stay readable after the block (closing ends the database
+        transaction without expiring them).
+        """
         session = self._sessions()
         try:
             yield session
         except OperationalError as exc:
             raise CatalogError(f"catalog read failed: {exc.orig}") from exc
         finally:
-            session.rollback()
             session.close()
 
     def image_count(self) -> int:
