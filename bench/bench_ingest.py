@@ -1,7 +1,7 @@
 """Ingest throughput: N small PNGs into a fresh project, end to end.
 
 Usage:
-    .venv/bin/python bench/bench_ingest.py [--n 10000] [--size 64] [--workers 0 2]
+    .venv/bin/python bench/bench_ingest.py [--n 10000] [--size 64] [--workers 0 2 auto]
 
 Writes the figures to bench/out/ingest.json and prints a Markdown table row per setting.
 Each setting ingests into its own fresh project (SQLite, the embedded default), in one run,
@@ -46,11 +46,12 @@ def make_pngs(root: Path, n: int, size: int) -> None:
 LENSLOOP = Path(sys.executable).parent / "lensloop"
 
 
-def run_ingest(project: Path, data: Path, workers: int) -> float:
+def run_ingest(project: Path, data: Path, workers: str) -> float:
     """Time one `lensloop ingest` command (process start-up included)."""
+    flags = [] if workers == "auto" else ["--workers", workers]
     started = time.perf_counter()
     subprocess.run(
-        [LENSLOOP, "ingest", project, data, "--labels-from-folders", "--workers", str(workers)],
+        [LENSLOOP, "ingest", project, data, "--labels-from-folders", *flags],
         check=True,
         capture_output=True,
     )
@@ -61,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--workers", nargs="+", default=["0", "2", "auto"])
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="lensloop-bench-"))

@@ -133,7 +133,7 @@ def init(
         classes=class_list,
         db_url=db,
         name=name,
-        settings=_settings(),  # type: ignore[arg-type]
+        settings=_settings(),
     ) as project:
         out.print(
             f"Created {project.task} project [bold]{project.config.project.name}[/] at "
@@ -167,6 +167,8 @@ def _print_report(report: IngestReport) -> None:
     out.print(table)
     if report.added == 0 and report.already_in_catalog and not report.failed:
         out.print("Nothing new: every image is already in the catalog.")
+    for uri, why in report.skipped[:5]:
+        out.print(f"  skipped: {uri} ({why})", highlight=False, markup=False)
     for uri, first in report.duplicates[:5]:
         out.print(f"  duplicate: {uri} (same content as {first})")
     if report.failed:
@@ -218,7 +220,12 @@ def ingest(
         int | None, typer.Option(min=1, help="Images per catalog transaction.")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=0, help="Decode processes (default: one per CPU core).")
+        int | None,
+        typer.Option(
+            min=0,
+            help="Decode processes; 0 decodes in-process (default: chosen from the file "
+            "count and sizes).",
+        ),
     ] = None,
     source_format: Annotated[
         str, typer.Option("--format", help="Source format (folder).")
@@ -247,7 +254,7 @@ def ingest(
         key=key,
         split=parse_split(split) if split else None,
         seed=seed,
-        pages=pages,  # type: ignore[arg-type]
+        pages=pages,
         batch_size=batch_size or settings.ingest_batch_size,
         workers=workers if workers is not None else settings.ingest_workers,
         source_format=source_format,

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     ingest_workers: int | None = Field(
         default=None,
         ge=0,
-        description="Decode processes during ingest; None picks one per CPU core, 0 decodes "
-        "in the calling process.",
+        description="Decode processes during ingest; 0 decodes in the calling process; None "
+        "decides from the file count and sizes.",
     )
     log_level: str = Field(default="WARNING", description="Logging level of the CLI.")

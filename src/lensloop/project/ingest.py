@@ -18,16 +18,15 @@ catalog's ``ingest_failures`` table (and removed from it once it ingests).
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lensloop.catalog import NewImage, join_path, split_path
 from lensloop.catalog.images import (
@@ -39,37 +38,40 @@ from lensloop.catalog.images import (
     record_failures,
 )
 from lensloop.catalog.labels import add_class_annotations, current_class_paths, ensure_class_paths
-from lensloop.errors import (
-    ConfigError,
-    ImageError,
-    LabelError,
-    LensloopError,
-    MultiPageImageError,
-)
-from lensloop.imaging import DecodedImage, ImageLimits, decode_image
+from lensloop.errors import ConfigError, LabelError
+from lensloop.imaging import ImageLimits
 from lensloop.project.project import Project
 from lensloop.sources import MetadataTable, SourceItem, get_source_format, load_metadata_csv
-from lensloop.sources.base import read_bytes
+from lensloop.sources.reader import (
+    PAGE_MODES,
+    Decoded,
+    Failed,
+    PagesMode,
+    ReadResult,
+    ReadTask,
+    Unchanged,
+    read_item,
+)
 
 __all__ = [
     "PAGE_MODES",
     "IngestOptions",
     "IngestReport",
     "PagesMode",
+    "choose_workers",
     "ingest",
     "parse_split",
 ]
 
 _log = logging.getLogger(__name__)
 
-PagesMode = Literal["each", "first", "stack"]
-#: How multi-page TIFFs are ingested: every page as its own image, the first page only,
-#: or all pages stacked as channels of one image.
-PAGE_MODES: tuple[PagesMode, ...] = ("each", "first", "stack")
 ProgressFn = Callable[[int, int], None]
 
-# Below this many files, decoding in worker processes costs more than it saves.
+# Below this many files, or below this mean file size, decoding in worker processes costs
+# more than it saves (measured: docs/benchmarks.md).
 _MIN_ITEMS_FOR_WORKERS = 64
+_LARGE_FILE_BYTES = 512 * 1024
+_SIZE_SAMPLE = 64
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class IngestOptions:
         seed: Seed of the split.
         pages: How multi-page TIFFs are ingested (see :data:`PAGE_MODES`).
         batch_size: Images per catalog transaction.
-        workers: Decode processes; None for one per CPU core, 0 for none.
+        workers: Decode processes; 0 decodes in the calling process; None decides from the
+            file count and sizes (:func:`choose_workers`).
         source_format: Name of the source format (see ``lensloop.sources``).
         annotator: Recorded as the annotator of folder labels.
     """
@@ -160,129 +163,49 @@ def parse_split(text: str) -> dict[str, float]:
     return shares
 
 
-# -- worker side (runs in decode processes) -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Decoded:
-    uri: str
-    sha256: str
-    page: int | None
-    file_size: int
-    format: str
-    width: int
-    height: int
-    channels: int
-    dtype: str
-    bit_depth: int
-    n_pages: int
-    lat: float | None
-    lon: float | None
-    altitude: float | None
-    captured_at: datetime | None
-
-
-@dataclass(frozen=True)
-class _Failed:
-    uri: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Unchanged:
-    uri: str
-    sha256: str
-
-
-_Result = _Decoded | _Failed | _Unchanged
-
-
-@dataclass(frozen=True)
-class _Task:
-    uri: str
-    known_sha256: str | None
-    pages: PagesMode
-    limits: ImageLimits
-
-
-def _record(uri: str, sha: str, page: int | None, size: int, image: DecodedImage) -> _Decoded:
-    info, exif = image.info, image.exif
-    return _Decoded(
-        uri=uri,
-        sha256=sha,
-        page=page,
-        file_size=size,
-        format=info.format,
-        width=info.width,
-        height=info.height,
-        channels=info.channels,
-        dtype=info.dtype,
-        bit_depth=info.bit_depth,
-        n_pages=info.n_pages,
-        lat=exif.latitude,
-        lon=exif.longitude,
-        altitude=exif.altitude,
-        captured_at=exif.captured_at,
-    )
-
-
-def _process(task: _Task) -> list[_Result]:
-    """Read, hash and decode one file (runs in a worker process)."""
-    uri = task.uri
-    try:
-        size = os.stat(uri).st_size if "://" not in uri else -1
-        if size >= 0:
-            task.limits.check_file_size(size, name=uri)
-        data = read_bytes(uri)
-        sha = hashlib.sha256(data).hexdigest()
-        if sha == task.known_sha256:
-            return [_Unchanged(uri, sha)]
-        try:
-            return [_record(uri, sha, None, len(data), _decode(data, uri, task))]
-        except MultiPageImageError as exc:
-            if task.pages == "first":
-                return [_record(uri, sha, None, len(data), _decode(data, uri, task, page=0))]
-            return [
-                _record(
-                    f"{uri}#page={page}",
-                    hashlib.sha256(f"{sha}#page={page}".encode()).hexdigest(),
-                    page,
-                    len(data),
-                    _decode(data, uri, task, page=page),
-                )
-                for page in range(exc.n_pages)
-            ]
-    except (ImageError, LensloopError) as exc:
-        return [_Failed(uri, str(exc))]
-    except OSError as exc:
-        return [_Failed(uri, f"cannot read file: {exc.strerror or exc}")]
-    except Exception as exc:  # a decoder bug must not stop a long ingest
-        _log.exception("unexpected error while ingesting %s", uri)
-        return [_Failed(uri, f"unexpected {type(exc).__name__}: {exc}")]
-
-
-def _decode(data: bytes, uri: str, task: _Task, *, page: int | None = None) -> DecodedImage:
-    return decode_image(
-        data,
-        page=page,
-        stack_pages=task.pages == "stack" and page is None,
-        limits=task.limits,
-        name=uri,
-    )
-
-
 # -- main side ----------------------------------------------------------------------------
 
 
-def _results(tasks: list[_Task], workers: int) -> Iterator[list[_Result]]:
-    if workers == 0 or len(tasks) < _MIN_ITEMS_FOR_WORKERS:
-        yield from map(_process, tasks)
+def choose_workers(uris: Sequence[str], requested: int | None) -> int:
+    """Decide how many decode processes to use.
+
+    An explicit request wins. Otherwise files are decoded in the calling process when
+    there are few of them or they are small (then handing each file to a worker costs more
+    than decoding it: see docs/benchmarks.md), and in one process per core when they are
+    large.
+
+    Args:
+        uris: The files to ingest.
+        requested: ``--workers``; None decides automatically.
+
+    Returns:
+        0 for in-process decoding, else the number of worker processes.
+    """
+    if requested is not None:
+        return requested
+    cores = os.cpu_count() or 1
+    if cores < 2 or len(uris) < _MIN_ITEMS_FOR_WORKERS:
+        return 0
+    step = max(1, len(uris) // _SIZE_SAMPLE)
+    sizes = []
+    for uri in uris[::step][:_SIZE_SAMPLE]:
+        with contextlib.suppress(OSError):
+            sizes.append(os.stat(uri).st_size)
+    mean = sum(sizes) / len(sizes) if sizes else 0
+    return cores if mean >= _LARGE_FILE_BYTES else 0
+
+
+def _results(tasks: list[ReadTask], workers: int) -> Iterator[list[ReadResult]]:
+    if workers == 0:
+        yield from map(read_item, tasks)
         return
-    # forkserver: workers start from a clean process, never a fork of a threaded parent.
+    # forkserver: workers start from a clean process, never a fork of a threaded parent
+    # (the progress bar runs a thread). Scripts that call ingest with workers therefore
+    # need the usual `if __name__ == "__main__":` guard.
     context = multiprocessing.get_context("forkserver")
-    chunksize = max(1, min(64, len(tasks) // (workers * 8)))
+    chunksize = max(1, min(16, len(tasks) // (workers * 8)))
     with context.Pool(workers) as pool:
-        yield from pool.imap(_process, tasks, chunksize=chunksize)
+        yield from pool.imap(read_item, tasks, chunksize=chunksize)
 
 
 def _accepts(label: tuple[str, ...], declared: list[tuple[str, ...]]) -> bool:
@@ -321,22 +244,22 @@ class _Writer:
         self.metadata = metadata
         self.report = report
         self.first_uri: dict[str, str] = {}
-        self.records: list[_Decoded] = []
+        self.records: list[Decoded] = []
         self.failures: list[tuple[str, str]] = []
 
-    def add(self, results: Iterable[_Result]) -> None:
+    def add(self, results: Iterable[ReadResult]) -> None:
         for result in results:
-            if isinstance(result, _Failed):
+            if isinstance(result, Failed):
                 self.failures.append((result.uri, result.reason))
                 self.report.failed.append((result.uri, result.reason))
-            elif isinstance(result, _Unchanged):
+            elif isinstance(result, Unchanged):
                 self.report.already_in_catalog += 1
             else:
                 self.records.append(result)
         if len(self.records) + len(self.failures) >= self.options.batch_size:
             self.flush()
 
-    def _new_image(self, record: _Decoded) -> NewImage:
+    def _new_image(self, record: Decoded) -> NewImage:
         meta: dict[str, Any] = {}
         lat, lon, captured, depth, sample = record.lat, record.lon, record.captured_at, None, None
         if record.altitude is not None:
@@ -378,7 +301,7 @@ class _Writer:
         self.records, self.failures = [], []
         with self.project.catalog.transaction() as session:
             known = lookup_sha256(session, [r.sha256 for r in records])
-            fresh: list[_Decoded] = []
+            fresh: list[Decoded] = []
             for record in records:
                 if record.sha256 in known:
                     self.report.already_in_catalog += 1
@@ -453,8 +376,9 @@ def ingest(
         max_pixels=project.settings.max_image_pixels,
         max_file_bytes=project.settings.max_file_bytes,
     )
-    tasks = [_Task(i.uri, known.get(i.uri), options.pages, limits) for i in discovery.items]
-    workers = options.workers if options.workers is not None else (os.cpu_count() or 1)
+    tasks = [ReadTask(i.uri, known.get(i.uri), options.pages, limits) for i in discovery.items]
+    workers = choose_workers([t.uri for t in tasks], options.workers)
+    _log.info("ingest: %d files, %d decode worker(s)", len(tasks), workers)
     writer = _Writer(project, options, labels, metadata, report)
     for done, results in enumerate(_results(tasks, workers), start=1):
         writer.add(results)

@@ -27,7 +27,7 @@ __all__ = [
 
 #: File name suffixes treated as images when walking folders (case-insensitive).
 IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".jp2"}
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 )
 
 

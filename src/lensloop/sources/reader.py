@@ -1,0 +1,163 @@
+"""Read one source item: its bytes, their sha256 and a full decode.
+
+This is the unit of work ingest runs in worker processes, so the module stays light: it
+imports the imaging layer and nothing that touches the database, and a worker starts in
+a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from lensloop.errors import ImageError, LensloopError, MultiPageImageError
+from lensloop.imaging import DecodedImage, ImageLimits, decode_image
+from lensloop.sources.base import read_bytes
+
+__all__ = [
+    "PAGE_MODES",
+    "Decoded",
+    "Failed",
+    "PagesMode",
+    "ReadResult",
+    "ReadTask",
+    "Unchanged",
+    "page_sha256",
+    "read_item",
+]
+
+_log = logging.getLogger(__name__)
+
+PagesMode = Literal["each", "first", "stack"]
+#: How multi-page files are read: every page as its own image, the first page only, or
+#: all pages stacked as the channels of one image.
+PAGE_MODES: tuple[PagesMode, ...] = ("each", "first", "stack")
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """One file to read.
+
+    Attributes:
+        uri: Where the bytes are.
+        known_sha256: The sha256 the catalog holds for this URI, if any: when the bytes
+            still hash to it, the file is not decoded again.
+        pages: How multi-page files are read.
+        limits: Pixel and byte limits.
+    """
+
+    uri: str
+    known_sha256: str | None
+    pages: PagesMode
+    limits: ImageLimits
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image (or page): what the catalog records about it; no pixels."""
+
+    uri: str
+    sha256: str
+    page: int | None
+    file_size: int
+    format: str
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    bit_depth: int
+    n_pages: int
+    lat: float | None
+    lon: float | None
+    altitude: float | None
+    captured_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A file that could not be read or decoded, with the reason."""
+
+    uri: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """A file whose URI and content are already in the catalog."""
+
+    uri: str
+    sha256: str
+
+
+ReadResult = Decoded | Failed | Unchanged
+
+
+def page_sha256(file_sha256: str, page: int) -> str:
+    """Return the dedupe key of one page of a multi-page file."""
+    return hashlib.sha256(f"{file_sha256}#page={page}".encode()).hexdigest()
+
+
+def _record(uri: str, sha: str, page: int | None, size: int, image: DecodedImage) -> Decoded:
+    info, exif = image.info, image.exif
+    return Decoded(
+        uri=uri,
+        sha256=sha,
+        page=page,
+        file_size=size,
+        format=info.format,
+        width=info.width,
+        height=info.height,
+        channels=info.channels,
+        dtype=info.dtype,
+        bit_depth=info.bit_depth,
+        n_pages=info.n_pages,
+        lat=exif.latitude,
+        lon=exif.longitude,
+        altitude=exif.altitude,
+        captured_at=exif.captured_at,
+    )
+
+
+def read_item(task: ReadTask) -> list[ReadResult]:
+    """Read, hash and fully decode one file.
+
+    Never raises for a bad file: the problem comes back as :class:`Failed` with the
+    reason, so one bad file cannot stop a long ingest.
+
+    Returns:
+        One result, or one :class:`Decoded` per page for a multi-page file read with
+        ``pages="each"`` (URI ``file.tif#page=N``, sha256 from :func:`page_sha256`).
+    """
+    uri = task.uri
+    try:
+        if "://" not in uri:
+            task.limits.check_file_size(os.stat(uri).st_size, name=uri)
+        data = read_bytes(uri)
+        sha = hashlib.sha256(data).hexdigest()
+        if sha == task.known_sha256:
+            return [Unchanged(uri, sha)]
+        stack = task.pages == "stack"
+        try:
+            image = decode_image(data, stack_pages=stack, limits=task.limits, name=uri)
+            return [_record(uri, sha, None, len(data), image)]
+        except MultiPageImageError as exc:
+            if task.pages == "first":
+                image = decode_image(data, page=0, limits=task.limits, name=uri)
+                return [_record(uri, sha, None, len(data), image)]
+            results: list[ReadResult] = []
+            for page in range(exc.n_pages):
+                image = decode_image(data, page=page, limits=task.limits, name=uri)
+                page_uri = f"{uri}#page={page}"
+                results.append(_record(page_uri, page_sha256(sha, page), page, len(data), image))
+            return results
+    except (ImageError, LensloopError) as exc:
+        return [Failed(uri, str(exc))]
+    except OSError as exc:
+        return [Failed(uri, f"cannot read file: {exc.strerror or exc}")]
+    except Exception as exc:  # a decoder bug must not stop a long ingest
+        _log.exception("unexpected error while reading %s", uri)
+        return [Failed(uri, f"unexpected {type(exc).__name__}: {exc}")]
