@@ -33,6 +33,7 @@ pytest: $(STAMP) sysdeps
 test: lint pytest
 
 bench: $(STAMP)
+	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ingest.py
 
 clean:

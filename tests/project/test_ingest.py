@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from conftest import make_image_folder, write_png
 from lensloop.catalog.labels import current_class_paths
 from lensloop.catalog.models import Annotation, Image, IngestFailure, LabelClass, Sample
-from lensloop.errors import ConfigError, LabelError, SourceError
+from lensloop.errors import ConfigError, LabelError, NotFoundError, SourceError
 from lensloop.project import Project, project_status
 from lensloop.project.ingest import IngestOptions, ingest, parse_split
 from lensloop.settings import Settings
@@ -316,3 +316,60 @@ def test_image_over_the_pixel_limit_is_refused(tmp_path: Path) -> None:
     assert uri.endswith("big.png")
     assert "4,096 pixels" in reason
     assert "LENSLOOP_MAX_IMAGE_PIXELS" in reason
+
+
+def test_images_read_back_exactly_as_ingested(tmp_path: Path, settings: Settings) -> None:
+    stack = (np.arange(3 * 8 * 10, dtype=np.uint16).reshape(3, 8, 10) * 97) % 65535
+    path = tmp_path / "d" / "stack.tif"
+    path.parent.mkdir()
+    with tifffile.TiffWriter(path) as writer:
+        for page in stack:
+            writer.write(page, photometric="minisblack")
+    expected = {"each": None, "first": stack[0], "stack": np.moveaxis(stack, 0, -1)}
+    for mode, want in expected.items():
+        with Project.init(tmp_path / mode, settings=settings) as project:
+            ingest(project, [path], options=IngestOptions(pages=mode))  # type: ignore[arg-type]
+            for row in _rows(project).values():
+                got = project.read_image(row.id)
+                assert got.dtype == np.uint16
+                target = stack[row.page] if mode == "each" else want
+                np.testing.assert_array_equal(got, target)
+
+
+def test_thumbnails_are_made_once_and_cached(project: Project, tmp_path: Path) -> None:
+    path = tmp_path / "d" / "fluo.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, (np.arange(100 * 60, dtype=np.uint16).reshape(100, 60) * 7))
+    ingest(project, [path])
+    (row,) = _rows(project).values()
+    thumb = project.thumbnail(row.id, size=32)
+    assert thumb.is_relative_to(project.thumbnails_dir)
+    with PILImage.open(thumb) as image:
+        assert image.mode == "L"
+        assert image.size == (19, 32)  # longest side 32, aspect kept
+    first_mtime = thumb.stat().st_mtime_ns
+    path.unlink()  # a cache hit must not need the original any more
+    assert project.thumbnail(row.id, size=32) == thumb
+    assert thumb.stat().st_mtime_ns == first_mtime
+    with pytest.raises(NotFoundError, match="no image with id 999"):
+        project.thumbnail(999)
+
+
+def test_choose_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lensloop.project.ingest import choose_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    small = [write_png(tmp_path / "s" / f"{i}.png", seed=i).as_posix() for i in range(20)]
+    large = []
+    for i in range(20):
+        path = tmp_path / "l" / f"{i}.bin"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"\0" * 600_000)
+        large.append(path.as_posix())
+    assert choose_workers(small, 3) == 3  # an explicit request wins
+    assert choose_workers(small[:5], None) == 0  # too few files to start workers for
+    assert choose_workers(small, None) == 0  # a short run of small files: in-process
+    assert choose_workers(large, None) == 2  # large files: one process per core
+    assert choose_workers(small * 13, None) == 2  # many files: one process per core
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert choose_workers(large, None) == 0

@@ -67,9 +67,9 @@ _log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
 
-# Below this many files, or below this mean file size, decoding in worker processes costs
-# more than it saves (measured: docs/benchmarks.md).
-_MIN_ITEMS_FOR_WORKERS = 64
+# Worker processes pay off for many files, or a few large ones (docs/benchmarks.md).
+_MIN_ITEMS_FOR_WORKERS = 16
+_MANY_ITEMS = 256
 _LARGE_FILE_BYTES = 512 * 1024
 _SIZE_SAMPLE = 64
 
@@ -169,10 +169,9 @@ def parse_split(text: str) -> dict[str, float]:
 def choose_workers(uris: Sequence[str], requested: int | None) -> int:
     """Decide how many decode processes to use.
 
-    An explicit request wins. Otherwise files are decoded in the calling process when
-    there are few of them or they are small (then handing each file to a worker costs more
-    than decoding it: see docs/benchmarks.md), and in one process per core when they are
-    large.
+    An explicit request wins. Otherwise a run of many files, or of a few large ones, uses
+    one process per core; a short run of small files is decoded in the calling process,
+    where starting workers would cost more than it saves (see docs/benchmarks.md).
 
     Args:
         uris: The files to ingest.
@@ -186,9 +185,10 @@ def choose_workers(uris: Sequence[str], requested: int | None) -> int:
     cores = os.cpu_count() or 1
     if cores < 2 or len(uris) < _MIN_ITEMS_FOR_WORKERS:
         return 0
-    step = max(1, len(uris) // _SIZE_SAMPLE)
+    if len(uris) >= _MANY_ITEMS:
+        return cores
     sizes = []
-    for uri in uris[::step][:_SIZE_SAMPLE]:
+    for uri in uris[:: max(1, len(uris) // _SIZE_SAMPLE)][:_SIZE_SAMPLE]:
         with contextlib.suppress(OSError):
             sizes.append(os.stat(uri).st_size)
     mean = sum(sizes) / len(sizes) if sizes else 0
@@ -265,7 +265,9 @@ class _Writer:
         if record.altitude is not None:
             meta["altitude_m"] = record.altitude
         if record.n_pages > 1:
+            # How this multi-page file was read, so the same pixels can be read back.
             meta["n_pages"] = record.n_pages
+            meta["pages"] = "each" if record.page is not None else self.options.pages
         row = self.metadata.lookup(record.uri.split("#page=")[0]) if self.metadata else None
         if row is not None:
             self.report.metadata_matched += 1

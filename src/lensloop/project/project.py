@@ -24,13 +24,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from lensloop import __version__
 from lensloop.catalog import Catalog, join_path
 from lensloop.catalog.labels import ensure_class_paths
-from lensloop.errors import ConfigError, LabelError, ProjectError
+from lensloop.catalog.models import Image
+from lensloop.errors import ConfigError, LabelError, NotFoundError, ProjectError
 from lensloop.project.config import (
     CONFIG_FILE,
     TASKS,
@@ -43,6 +46,9 @@ from lensloop.project.config import (
     save_config,
 )
 from lensloop.settings import Settings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["PROJECT_DIRS", "Project"]
 
@@ -206,6 +212,57 @@ class Project:
     def runs_dir(self) -> Path:
         """The local MLflow tracking store."""
         return self.root / "runs"
+
+    def read_image(self, image_id: int) -> np.ndarray:
+        """Read a catalog image's pixels in their native dtype.
+
+        Pages of multi-page files are read the way they were ingested (one page, the first
+        page, or all pages stacked as channels).
+
+        Raises:
+            NotFoundError: No image with that id.
+            ImageError: The file can no longer be decoded.
+            OSError: The file can no longer be read.
+        """
+        from lensloop.imaging import ImageLimits, decode_image
+        from lensloop.sources import read_bytes
+
+        with self.catalog.reader() as session:
+            row = session.get(Image, image_id)
+            if row is None:
+                raise NotFoundError(f"no image with id {image_id} in {self.root}")
+            uri, page, meta = row.uri, row.page, dict(row.meta)
+        path = uri.split("#page=")[0]
+        limits = ImageLimits(
+            max_pixels=self.settings.max_image_pixels, max_file_bytes=self.settings.max_file_bytes
+        )
+        mode = meta.get("pages")
+        decoded = decode_image(
+            read_bytes(path),
+            page=page if page is not None else (0 if mode == "first" else None),
+            stack_pages=mode == "stack",
+            limits=limits,
+            name=uri,
+        )
+        return decoded.array
+
+    def thumbnail(self, image_id: int, *, size: int = 256) -> Path:
+        """Return the path of a cached display thumbnail (uint8 JPEG) of a catalog image.
+
+        The thumbnail is made on first use with :func:`~lensloop.imaging.to_display`'s
+        explicit percentile stretch, and cached in ``thumbnails/`` by content hash.
+
+        Raises:
+            NotFoundError: No image with that id.
+        """
+        from lensloop.imaging import ThumbnailCache
+
+        with self.catalog.reader() as session:
+            sha = session.scalar(select(Image.sha256).where(Image.id == image_id))
+        if sha is None:
+            raise NotFoundError(f"no image with id {image_id} in {self.root}")
+        cache = ThumbnailCache(self.thumbnails_dir)
+        return cache.get_or_create(sha, size=size, load=lambda: self.read_image(image_id))
 
     def save_config(self) -> None:
         """Write the current config back to ``lensloop.toml``."""

@@ -26,9 +26,7 @@ __all__ = [
 ]
 
 #: File name suffixes treated as images when walking folders (case-insensitive).
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
-)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 
 
 @dataclass(frozen=True)
