@@ -373,3 +373,22 @@ def test_choose_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert choose_workers(small * 13, None) == 2  # many files: one process per core
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert choose_workers(large, None) == 0
+
+
+def test_changed_content_at_a_known_path_is_refused_not_overwritten(
+    project: Project, tmp_path: Path
+) -> None:
+    path = write_png(tmp_path / "d" / "a.png", seed=1)
+    write_png(tmp_path / "d" / "b.png", seed=2)
+    ingest(project, [tmp_path / "d"])
+    before = {name: row.sha256 for name, row in _rows(project).items()}
+    write_png(path, seed=3)  # same path, new pixels
+    write_png(tmp_path / "d" / "c.png", seed=4)
+    report = ingest(project, [tmp_path / "d"])
+    assert report.added == 1  # c.png; the run goes on
+    ((uri, reason),) = report.failed
+    assert uri == path.as_posix()
+    assert "content changed since it was ingested" in reason
+    after = _rows(project)
+    assert after["a.png"].sha256 == before["a.png"]
+    assert set(after) == {"a.png", "b.png", "c.png"}

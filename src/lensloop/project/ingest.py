@@ -303,10 +303,21 @@ class _Writer:
         self.records, self.failures = [], []
         with self.project.catalog.transaction() as session:
             known = lookup_sha256(session, [r.sha256 for r in records])
+            known_uris = lookup_uris(session, [r.uri for r in records])
             fresh: list[Decoded] = []
             for record in records:
                 if record.sha256 in known:
                     self.report.already_in_catalog += 1
+                elif record.uri in known_uris:
+                    # Same path, new content: never overwrite what was ingested.
+                    reason = (
+                        f"content changed since it was ingested (catalog has sha256 "
+                        f"{known_uris[record.uri][:12]}..., file now {record.sha256[:12]}...); "
+                        "lensloop never overwrites an image: save the new version under "
+                        "another name to ingest it"
+                    )
+                    failures.append((record.uri, reason))
+                    self.report.failed.append((record.uri, reason))
                 elif record.sha256 in self.first_uri:
                     self.report.duplicates.append((record.uri, self.first_uri[record.sha256]))
                 else:
@@ -327,7 +338,10 @@ class _Writer:
                     origin="import",
                 )
             record_failures(session, failures)
-            clear_failures(session, [r.uri.split("#page=")[0] for r in records])
+            failed = {uri for uri, _ in failures}
+            clear_failures(
+                session, [r.uri.split("#page=")[0] for r in records if r.uri not in failed]
+            )
         self.report.added += len(fresh)
         self.report.labelled += len(labelled)
 
