@@ -50,6 +50,8 @@ from lensloop.settings import Settings
 if TYPE_CHECKING:
     import numpy as np
 
+    from lensloop.imaging import ImageLimits
+
 __all__ = ["PROJECT_DIRS", "Project"]
 
 #: Folders every project has beside its config.
@@ -224,27 +226,46 @@ class Project:
             ImageError: The file can no longer be decoded.
             OSError: The file can no longer be read.
         """
-        from lensloop.imaging import ImageLimits, decode_image
-        from lensloop.sources import read_bytes
+        from lensloop.sources.reader import read_stored_image
 
         with self.catalog.reader() as session:
             row = session.get(Image, image_id)
             if row is None:
                 raise NotFoundError(f"no image with id {image_id} in {self.root}")
-            uri, page, meta = row.uri, row.page, dict(row.meta)
-        path = uri.split("#page=")[0]
-        limits = ImageLimits(
+            uri, page, pages = row.uri, row.page, row.meta.get("pages")
+        return read_stored_image(uri, page=page, pages=pages, limits=self.limits)
+
+    @property
+    def limits(self) -> ImageLimits:
+        """Image size limits from the settings."""
+        from lensloop.imaging import ImageLimits
+
+        return ImageLimits(
             max_pixels=self.settings.max_image_pixels, max_file_bytes=self.settings.max_file_bytes
         )
-        mode = meta.get("pages")
-        decoded = decode_image(
-            read_bytes(path),
-            page=page if page is not None else (0 if mode == "first" else None),
-            stack_pages=mode == "stack",
-            limits=limits,
-            name=uri,
-        )
-        return decoded.array
+
+    def embeddings(
+        self, backbone: str, *, version: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the stored vectors of a backbone: ``(image_ids, vectors)``.
+
+        Args:
+            backbone: Backbone name, as given to ``lensloop embed --backbone``.
+            version: A specific version; default the newest set of that backbone.
+
+        Returns:
+            int64 ``(N,)`` image ids (sorted) and float32 ``(N, D)`` L2-normalised vectors.
+
+        Raises:
+            NotFoundError: The project has no embeddings of that backbone (the message lists
+                the sets it has).
+        """
+        from lensloop.catalog.vectors import VectorStore, find_embedding_set
+
+        with self.catalog.reader() as session:
+            found = find_embedding_set(session, backbone, version)
+            folder, dim = self.root / found.path, found.dim
+        return VectorStore(folder, dim=dim).load()
 
     def thumbnail(self, image_id: int, *, size: int = 256) -> Path:
         """Return the path of a cached display thumbnail (uint8 JPEG) of a catalog image.

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
+
 from lensloop.errors import ImageError, LensloopError, MultiPageImageError
 from lensloop.imaging import DecodedImage, ImageLimits, decode_image
 from lensloop.sources.base import read_bytes
@@ -28,6 +30,7 @@ __all__ = [
     "Unchanged",
     "page_sha256",
     "read_item",
+    "read_stored_image",
 ]
 
 _log = logging.getLogger(__name__)
@@ -161,3 +164,32 @@ def read_item(task: ReadTask) -> list[ReadResult]:
     except Exception as exc:  # a decoder bug must not stop a long ingest
         _log.exception("unexpected error while reading %s", uri)
         return [Failed(uri, f"unexpected {type(exc).__name__}: {exc}")]
+
+
+def read_stored_image(
+    uri: str, *, page: int | None, pages: str | None, limits: ImageLimits
+) -> np.ndarray:
+    """Read the pixels of an image the catalog holds, the way it was ingested.
+
+    Args:
+        uri: The catalog URI (``file.tif#page=N`` for one page of a multi-page file).
+        page: The catalog's page number, if any.
+        pages: How a multi-page file was ingested (``"first"``, ``"stack"``), if it was.
+        limits: Pixel and byte limits.
+
+    Returns:
+        The image ``(H, W[, C])`` in its native dtype.
+
+    Raises:
+        ImageError: The file can no longer be decoded.
+        OSError: The file can no longer be read.
+    """
+    path = uri.split("#page=")[0]
+    decoded = decode_image(
+        read_bytes(path),
+        page=page if page is not None else (0 if pages == "first" else None),
+        stack_pages=pages == "stack",
+        limits=limits,
+        name=uri,
+    )
+    return decoded.array
