@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from lensloop.catalog import Catalog, NewImage
-from lensloop.catalog.engine import head_revision, make_engine
+from lensloop.catalog.engine import head_revision, make_engine, upgrade
 from lensloop.catalog.images import add_images
 from lensloop.errors import CatalogError, ConfigError, SchemaVersionError
 
@@ -117,3 +117,25 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
 def test_bad_urls_are_config_errors(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_engine(url)
+
+
+def test_an_older_catalog_is_refused_until_migrated(db_url: str) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine, revision="0001")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "insert into images (uri, sha256, format, width, height, channels, dtype, "
+                "bit_depth, file_size, metadata, created_at) values ('/x.png', :sha, 'png', "
+                "1, 1, 1, 'uint8', 8, 1, '{}', CURRENT_TIMESTAMP)"
+            ),
+            {"sha": "a" * 64},
+        )
+    engine.dispose()
+    with pytest.raises(SchemaVersionError, match="lensloop db upgrade"):
+        Catalog.open(db_url)
+    catalog = Catalog.open(db_url, migrate=True)
+    assert catalog.image_count() == 1  # data kept across the migration
+    assert "cluster_runs" in sa.inspect(catalog.engine).get_table_names()
+    catalog.close()
+    Catalog.open(db_url).close()  # now at head

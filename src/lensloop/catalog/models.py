@@ -36,10 +36,14 @@ __all__ = [
     "SPLITS",
     "Annotation",
     "Base",
+    "ClusterMember",
+    "ClusterRun",
     "EmbeddingSet",
     "Image",
     "IngestFailure",
     "LabelClass",
+    "MapLayout",
+    "MapPoint",
     "ModelAlias",
     "ModelVersion",
     "Prediction",
@@ -243,3 +247,62 @@ class SelectionItem(Base):
     )
     rank: Mapped[int] = mapped_column(primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+
+
+class ClusterRun(Base):
+    """One clustering of an embedding set (k-means or HDBSCAN) and its parameters."""
+
+    __tablename__ = "cluster_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    embedding_set_id: Mapped[int] = mapped_column(
+        ForeignKey("embedding_sets.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    n_clusters: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClusterMember(Base):
+    """An image's cluster in a run; -1 is noise (HDBSCAN)."""
+
+    __tablename__ = "cluster_members"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("cluster_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    cluster: Mapped[int]
+
+
+class MapLayout(Base):
+    """A 2-D layout of an embedding set (PCA, t-SNE, UMAP) for the map view."""
+
+    __tablename__ = "map_layouts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    embedding_set_id: Mapped[int] = mapped_column(
+        ForeignKey("embedding_sets.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    png_path: Mapped[str | None] = mapped_column(String(4096))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MapPoint(Base):
+    """An image's position in a layout, each axis in [0, 1]."""
+
+    __tablename__ = "map_points"
+
+    layout_id: Mapped[int] = mapped_column(
+        ForeignKey("map_layouts.id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
