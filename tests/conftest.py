@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -64,3 +67,18 @@ def make_image_folder(root: Path, layout: dict[str, int], *, seed: int = 0) -> l
             counter += 1
             paths.append(write_png(root / folder / f"img_{index:04d}.png", seed=counter))
     return paths
+
+
+def lensloop(*args: str | Path, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `lensloop` CLI in a subprocess (output uncoloured, 200 columns)."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    if cache is not None:
+        env["LENSLOOP_CACHE_DIR"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-m", "lensloop", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )

@@ -22,6 +22,7 @@ Python code that catches those keeps working.
     │   └── NotFoundError        an id that is not in the catalog             (LookupError)
     ├── LabelError               a label that the project's schema does not have (ValueError)
     ├── SourceError              an ingest source or metadata file that cannot be read (ValueError)
+    ├── EmbeddingError           vectors, ids or an index file that cannot be used (ValueError)
     └── DatasetError             a bundled data set could not be fetched or is damaged
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "CatalogError",
     "ConfigError",
     "DatasetError",
+    "EmbeddingError",
     "ImageDecodeError",
     "ImageError",
     "ImageTooLargeError",
@@ -128,6 +130,10 @@ class LabelError(LensloopError, ValueError):
 
 class SourceError(LensloopError, ValueError):
     """An ingest source or metadata file that cannot be read as given."""
+
+
+class EmbeddingError(LensloopError, ValueError):
+    """Vectors, ids or an index file that cannot be used as given."""
 
 
 class DatasetError(LensloopError):

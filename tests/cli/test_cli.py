@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_image_folder, write_png
+from conftest import lensloop, make_image_folder, write_png
 
 COMMANDS = [
     [],
@@ -21,20 +21,6 @@ COMMANDS = [
     ["db", "upgrade"],
     ["demo"],
 ]
-
-
-def lensloop(*args: str | Path, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    if cache is not None:
-        env["LENSLOOP_CACHE_DIR"] = str(cache)
-    return subprocess.run(
-        [sys.executable, "-m", "lensloop", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")

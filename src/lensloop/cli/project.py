@@ -1,96 +1,31 @@
-"""The ``lensloop`` command line.
-
-This is an entry point: it reads the settings once, sets up logging and passes both down.
-Library errors (:class:`~lensloop.errors.LensloopError`) are shown as one clear line and
-exit with status 1; usage errors exit with status 2.
-"""
+"""Project commands: init, ingest, status, datasets, db and the demo."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from lensloop import __version__
-from lensloop.errors import LensloopError
-from lensloop.settings import Settings
+from lensloop.cli._app import (
+    DEFAULT_BACKBONE,
+    SHOW_FAILURES,
+    app,
+    datasets_app,
+    db_app,
+    err,
+    get_settings,
+    open_project,
+    out,
+)
 
 if TYPE_CHECKING:
-    from lensloop.project import Project
     from lensloop.project.ingest import IngestReport
 
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="lensloop",
-    help="Turn raw scientific images into labelled data sets and trained models.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-datasets_app = typer.Typer(
-    help="Real demo data sets that lensloop can fetch.", no_args_is_help=True
-)
-db_app = typer.Typer(help="Catalog database maintenance.", no_args_is_help=True)
-app.add_typer(datasets_app, name="datasets")
-app.add_typer(db_app, name="db")
-
-out = Console()
-err = Console(stderr=True)
-
-_SHOW_FAILURES = 20
-
-
-class _State:
-    settings: Settings | None = None
-
-
-def _settings() -> Settings:
-    if _State.settings is None:
-        _State.settings = Settings()
-    return _State.settings
-
-
-def _version(value: bool) -> None:
-    if value:
-        out.print(f"lensloop {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-v, -vv).")
-    ] = 0,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
-    ] = False,
-) -> None:
-    """Turn raw scientific images into labelled data sets and trained models."""
-    from rich.logging import RichHandler
-
-    settings = _settings()
-    level = {0: settings.log_level.upper(), 1: "INFO"}.get(verbose, "DEBUG")
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
-        force=True,
-    )
-
-
-def _open(directory: Path) -> Project:
-    from lensloop.project import Project
-
-    return Project.open(directory, settings=_settings())
+__all__ = ["print_report", "print_status"]
 
 
 # -- init -----------------------------------------------------------------------------------
@@ -133,7 +68,7 @@ def init(
         classes=class_list,
         db_url=db,
         name=name,
-        settings=_settings(),
+        settings=get_settings(),
     ) as project:
         out.print(
             f"Created {project.task} project [bold]{project.config.project.name}[/] at "
@@ -144,7 +79,8 @@ def init(
 # -- ingest ---------------------------------------------------------------------------------
 
 
-def _print_report(report: IngestReport) -> None:
+def print_report(report: IngestReport) -> None:
+    """Print an ingest report: counts, then skipped, duplicate and failed files."""
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("found", str(report.discovered))
     table.add_row("added", f"[green]{report.added}[/]")
@@ -173,10 +109,10 @@ def _print_report(report: IngestReport) -> None:
         out.print(f"  duplicate: {uri} (same content as {first})")
     if report.failed:
         out.print("[red]Files that could not be ingested[/] (recorded in the catalog):")
-        for uri, reason in report.failed[:_SHOW_FAILURES]:
+        for uri, reason in report.failed[:SHOW_FAILURES]:
             out.print(f"  {uri}: {reason}", highlight=False, markup=False)
-        if len(report.failed) > _SHOW_FAILURES:
-            out.print(f"  ... and {len(report.failed) - _SHOW_FAILURES} more")
+        if len(report.failed) > SHOW_FAILURES:
+            out.print(f"  ... and {len(report.failed) - SHOW_FAILURES} more")
 
 
 @app.command()
@@ -246,7 +182,7 @@ def ingest(
         raise typer.BadParameter(f"{pages!r}; valid: {', '.join(PAGE_MODES)}", param_hint="--pages")
     if depth is not None and not labels_from_folders:
         raise typer.BadParameter("--depth needs --labels-from-folders", param_hint="--depth")
-    settings = _settings()
+    settings = get_settings()
     options = IngestOptions(
         labels_from_folders=labels_from_folders,
         depth=depth,
@@ -260,7 +196,7 @@ def ingest(
         source_format=source_format,
     )
     with (
-        _open(directory) as project,
+        open_project(directory) as project,
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -276,7 +212,7 @@ def ingest(
             bar.update(task_id, completed=done, total=total)
 
         report = run_ingest(project, sources, options=options, progress=progress)
-    _print_report(report)
+    print_report(report)
     if not report.ok:
         err.print("[red]error:[/] nothing could be ingested")
         raise typer.Exit(1)
@@ -285,7 +221,8 @@ def ingest(
 # -- status ---------------------------------------------------------------------------------
 
 
-def _print_status(status: dict[str, Any]) -> None:
+def print_status(status: dict[str, Any]) -> None:
+    """Print a project status (the dict of :func:`lensloop.project.project_status`)."""
     project, images = status["project"], status["images"]
     out.print(f"[bold]{project['name']}[/] ({project['task']}) at {project['root']}")
     out.print(f"catalog: {project['catalog']}")
@@ -317,12 +254,12 @@ def status(
     """Show images, labelled images per class, splits, embeddings and models."""
     from lensloop.project import project_status
 
-    with _open(directory) as project:
+    with open_project(directory) as project:
         summary = project_status(project)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
-        _print_status(summary)
+        print_status(summary)
 
 
 # -- datasets -------------------------------------------------------------------------------
@@ -356,7 +293,7 @@ def datasets_fetch(
     """Fetch a demo data set into the user cache (once) and print where it is."""
     from lensloop.datasets import fetch_dataset
 
-    path = fetch_dataset(name, cache_dir=_settings().cache_dir, dest=dest)
+    path = fetch_dataset(name, cache_dir=get_settings().cache_dir, dest=dest)
     out.print(str(path), highlight=False)
 
 
@@ -368,7 +305,7 @@ def db_upgrade(directory: Annotated[Path, typer.Argument(help="Project folder.")
     """Migrate the project's catalog to this lensloop's schema (back it up first)."""
     from lensloop.project import Project
 
-    with Project.open(directory, settings=_settings(), migrate=True) as project:
+    with Project.open(directory, settings=get_settings(), migrate=True) as project:
         out.print(f"catalog at {project.catalog.url} is up to date")
 
 
@@ -381,7 +318,7 @@ def demo(
         "demo-project"
     ),
 ) -> None:
-    """Run lensloop on real data: fetch the plankton demo set, ingest it with labels, report.
+    """Run lensloop on real data: fetch the plankton demo set, ingest, embed, map, report.
 
     Safe to run again: the project is reused and nothing is ingested twice.
     """
@@ -391,7 +328,7 @@ def demo(
     from lensloop.project.ingest import IngestOptions
     from lensloop.project.ingest import ingest as run_ingest
 
-    settings = _settings()
+    settings = get_settings()
     out.rule("1. fetch the plankton demo data set")
     data = fetch_dataset("plankton-demo", cache_dir=settings.cache_dir)
     out.print(f"images in {data}")
@@ -406,18 +343,20 @@ def demo(
         out.rule("3. ingest with folder labels")
         options = IngestOptions(labels_from_folders=True, split={"val": 0.2, "test": 0.1}, seed=0)
         report = run_ingest(project, [data], options=options)
-        _print_report(report)
-        out.rule("4. status")
-        _print_status(project_status(project))
+        print_report(report)
+        out.rule(f"4. embed ({DEFAULT_BACKBONE})")
+        from lensloop.embed.engine import embed_project
+        from lensloop.embed.explore import map_images
+        from lensloop.embed.registry import BackboneOptions, get_backbone
 
-
-def main() -> None:
-    """Run the CLI, turning lensloop errors into one clear line on stderr."""
-    try:
-        app()
-    except LensloopError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("interrupted; committed work is kept, run the command again to finish")
-        sys.exit(130)
+        options_ = BackboneOptions(cache_dir=settings.cache_dir, project_root=project.root)
+        embedded = embed_project(project, get_backbone(DEFAULT_BACKBONE, options_))
+        out.print(
+            f"{embedded.embedded} embedded, {embedded.already_embedded} already had vectors "
+            f"({embedded.dim}-d, {embedded.elapsed_s:.1f} s)"
+        )
+        out.rule("5. map")
+        drawn = map_images(project, backbone=DEFAULT_BACKBONE, method="pca", size_px=1200)
+        out.print(f"map of {drawn.n_points} images drawn to {drawn.png_path}", highlight=False)
+        out.rule("6. status")
+        print_status(project_status(project))
