@@ -103,3 +103,11 @@ def test_dimension_change_without_new_version_is_refused(project: Project, tmp_p
 
     with pytest.raises(CatalogError, match="holds 6-d vectors but the backbone now gives 7-d"):
         embed_project(project, Wider(), workers=0)
+
+
+def test_registry_default_and_cli_agree() -> None:
+    from lensloop.cli._app import DEFAULT_BACKBONE as CLI_DEFAULT
+    from lensloop.embed.registry import DEFAULT_BACKBONE, list_backbones
+
+    assert CLI_DEFAULT == DEFAULT_BACKBONE
+    assert DEFAULT_BACKBONE in list_backbones()

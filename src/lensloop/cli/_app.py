@@ -49,8 +49,9 @@ out = Console()
 err = Console(stderr=True)
 
 SHOW_FAILURES = 20
-#: The backbone used when none is given.
-DEFAULT_BACKBONE = "features"
+#: The backbone used when none is given (see lensloop.embed.registry.DEFAULT_BACKBONE;
+#: kept here as a literal so `lensloop --help` imports nothing heavy).
+DEFAULT_BACKBONE = "efficientnet-lite0"
 
 
 class _State:

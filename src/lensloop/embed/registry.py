@@ -1,8 +1,10 @@
 """The backbone registry: a plain dict from name to factory.
 
-Names are either plain (``features``, ``resnet18``, ``resnet50``, ``ssl``) or a prefix
-with an argument (``onnx:PATH``, ``hf:NAME_OR_PATH``). Factories import their heavy
-libraries when called, so listing backbones costs nothing. Adding a backbone is one
+Names are either plain (``efficientnet-lite0``, ``features``, ``resnet18``, ``resnet50``,
+``ssl``) or a prefix with an argument (``onnx:PATH``, ``hf:NAME_OR_PATH``).
+:data:`DEFAULT_BACKBONE` is the one that measured best offline on the plankton demo set
+(docs/benchmarks.md); ``features`` needs no network and no torch at all. Factories import
+their heavy libraries when called, so listing backbones costs nothing. Adding a backbone is one
 module and one line in :data:`BACKBONES`.
 
 Example:
@@ -22,11 +24,16 @@ from lensloop.errors import ConfigError, UnknownNameError
 
 __all__ = [
     "BACKBONES",
+    "DEFAULT_BACKBONE",
     "SSL_ENCODER",
     "BackboneOptions",
     "get_backbone",
     "list_backbones",
 ]
+
+#: The default backbone: ImageNet EfficientNet-Lite0, 0.895 five-fold accuracy on the
+#: plankton demo set against 0.848 for ``features`` (docs/benchmarks.md).
+DEFAULT_BACKBONE = "efficientnet-lite0"
 
 #: Where a project's self-supervised encoder lives, relative to the project folder.
 SSL_ENCODER = Path("models") / "ssl" / "encoder.onnx"
@@ -39,7 +46,8 @@ class BackboneOptions:
     Attributes:
         cache_dir: lensloop's user cache (downloaded weights, exported ONNX models).
         project_root: The project folder (for ``ssl``, whose encoder lives in the project).
-        weights: ``imagenet``, a checkpoint path or an http(s) URL (ResNet backbones).
+        weights: ``imagenet``, a checkpoint path or an http(s) URL (ResNet backbones); a
+            checkpoint path for ``efficientnet-lite0`` (default: its ImageNet weights).
         random_init: Allow a ResNet without weights (for tests and baselines).
         seed: Seed of random initialisation.
         input_size: Square input side; None keeps the backbone's default.
@@ -85,6 +93,17 @@ def _resnet(name: str) -> Factory:
     return factory
 
 
+def _efficientnet(_arg: str, options: BackboneOptions) -> Backbone:
+    from lensloop.embed.efficientnet import EfficientNetLite0Backbone
+
+    return EfficientNetLite0Backbone(
+        cache_dir=options.cache_dir,
+        weights=Path(options.weights).expanduser() if options.weights else None,
+        input_size=options.input_size or 224,
+        intra_op_num_threads=options.threads,
+    )
+
+
 def _onnx(arg: str, options: BackboneOptions) -> Backbone:
     from lensloop.embed.onnx_backbone import OnnxBackbone
 
@@ -124,6 +143,7 @@ def _hf(arg: str, options: BackboneOptions) -> Backbone:
 
 #: Registry: name (or prefix before ``:``) -> factory(argument, options).
 BACKBONES: dict[str, Factory] = {
+    "efficientnet-lite0": _efficientnet,
     "features": _features,
     "resnet18": _resnet("resnet18"),
     "resnet50": _resnet("resnet50"),

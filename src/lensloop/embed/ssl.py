@@ -24,8 +24,12 @@ layout; for inputs under 128 pixels the stem is replaced by a 3×3 stride-1 conv
 without max-pool, as for CIFAR, since a 4× downsampling stem leaves too few pixels).
 
 Measured on the 105-image plankton demo set (``bench/bench_backbones.py``), SimCLR from
-scratch stays well below ImageNet-pretrained features: use it where no pretrained model
-fits the images, or as a start for fine-tuning, not as a default.
+scratch stays well below ImageNet-pretrained features (about 0.7 against 0.9 five-fold
+accuracy for EfficientNet-Lite0) and below the hand-crafted ``features``: 105 images are
+far too few to learn good features from. Use it on large collections that no pretrained
+model fits, or as a start for fine-tuning, not as a default. ``"small"`` is the default
+encoder because it trains at about 8 s per epoch on 105 images at 64 px on a 2-core CPU,
+where ResNet-18 takes about 50 s.
 
 Example:
     >>> from pathlib import Path
@@ -314,7 +318,7 @@ def train_ssl(
     arch: SslArch = "small",
     input_size: int = 96,
     epochs: int = 30,
-    batch_size: int = 64,
+    batch_size: int = 32,
     learning_rate: float = 1e-3,
     weight_decay: float = 1e-4,
     temperature: float = 0.2,
@@ -396,8 +400,8 @@ def train_ssl(
     parameters = [*model.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     # Every image in every epoch: the shuffled order is cut into equal-sized batches of at
-    # most batch_size (105 images at 64 give 53 + 52) and at least 2 (BatchNorm and the
-    # contrastive loss need pairs), so no image is dropped.
+    # most batch_size (105 images at 32 give 27 + 26 + 26 + 26) and at least 2 (BatchNorm
+    # and the contrastive loss need pairs), so no image is dropped.
     steps_per_epoch = min(math.ceil(n_images / batch_size), n_images // 2)
     total = epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
