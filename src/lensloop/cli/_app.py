@@ -7,6 +7,8 @@ their commands on :data:`app`; :mod:`lensloop.cli` imports them and runs it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +31,7 @@ __all__ = [
     "get_settings",
     "open_project",
     "out",
+    "progress_bar",
 ]
 
 app = typer.Typer(
@@ -97,3 +100,24 @@ def open_project(directory: Path) -> Project:
     from lensloop.project import Project
 
     return Project.open(directory, settings=get_settings())
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """Show a transient progress bar on stderr; yield ``update(done, total)`` for it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task_id = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task_id, completed=done, total=total)
+
+        yield update

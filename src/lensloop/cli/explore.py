@@ -14,10 +14,10 @@ from lensloop.cli._app import (
     DEFAULT_BACKBONE,
     SHOW_FAILURES,
     app,
-    err,
     get_settings,
     open_project,
     out,
+    progress_bar,
 )
 
 __all__: list[str] = []
@@ -93,8 +93,6 @@ def embed(
     Incremental and resumable: only images without a vector are embedded, and vectors
     are written in atomic parts, so an interrupted run keeps what it wrote.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from lensloop.embed.engine import embed_project
     from lensloop.embed.registry import BackboneOptions, get_backbone
 
@@ -122,19 +120,7 @@ def embed(
             threads=threads,
         )
         model = get_backbone(backbone, options)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as bar:
-            task_id = bar.add_task(f"embedding ({backbone})", total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task_id, completed=done, total=total)
-
+        with progress_bar(f"embedding ({backbone})") as progress:
             report = embed_project(
                 project, model, batch_size=batch_size, workers=workers, progress=progress
             )

@@ -20,6 +20,7 @@ from lensloop.cli._app import (
     get_settings,
     open_project,
     out,
+    progress_bar,
 )
 
 if TYPE_CHECKING:
@@ -173,8 +174,6 @@ def ingest(
     committed and a re-run completes it. Bad files are reported and recorded, never fatal;
     the exit status is 1 only if nothing at all could be ingested.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from lensloop.project.ingest import PAGE_MODES, IngestOptions, parse_split
     from lensloop.project.ingest import ingest as run_ingest
 
@@ -195,22 +194,7 @@ def ingest(
         workers=workers if workers is not None else settings.ingest_workers,
         source_format=source_format,
     )
-    with (
-        open_project(directory) as project,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        ) as bar,
-    ):
-        task_id = bar.add_task("ingesting", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task_id, completed=done, total=total)
-
+    with open_project(directory) as project, progress_bar("ingesting") as progress:
         report = run_ingest(project, sources, options=options, progress=progress)
     print_report(report)
     if not report.ok:
