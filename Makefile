@@ -35,6 +35,8 @@ test: lint pytest
 bench: $(STAMP)
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_embed.py --n 320 --workers 0 1
+	@echo 'Longer runs: bench/bench_search.py (1M x 512, ~3 min, 5 GB) and bench/bench_backbones.py (~5 min).'
 
 clean:
 	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache
