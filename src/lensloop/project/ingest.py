@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lensloop.catalog import NewImage, join_path, split_path
+from lensloop.catalog import NewImage, join_path, roll_up, split_path
 from lensloop.catalog.images import (
     add_images,
     assign_splits,
@@ -39,7 +39,6 @@ from lensloop.catalog.images import (
 )
 from lensloop.catalog.labels import add_class_annotations, current_class_paths, ensure_class_paths
 from lensloop.errors import ConfigError, LabelError
-from lensloop.imaging import ImageLimits
 from lensloop.project.project import Project
 from lensloop.sources import MetadataTable, SourceItem, get_source_format, load_metadata_csv
 from lensloop.sources.reader import (
@@ -50,6 +49,7 @@ from lensloop.sources.reader import (
     ReadResult,
     ReadTask,
     Unchanged,
+    file_of,
     read_item,
 )
 
@@ -268,7 +268,7 @@ class _Writer:
             # How this multi-page file was read, so the same pixels can be read back.
             meta["n_pages"] = record.n_pages
             meta["pages"] = "each" if record.page is not None else self.options.pages
-        row = self.metadata.lookup(record.uri.split("#page=")[0]) if self.metadata else None
+        row = self.metadata.lookup(file_of(record.uri)) if self.metadata else None
         if row is not None:
             self.report.metadata_matched += 1
             meta.update(row.extra)
@@ -325,9 +325,9 @@ class _Writer:
                     fresh.append(record)
             ids = add_images(session, [self._new_image(r) for r in fresh])
             labelled = {
-                ids[r.sha256]: self.labels[r.uri.split("#page=")[0]]
+                ids[r.sha256]: self.labels[file_of(r.uri)]
                 for r in fresh
-                if self.labels.get(r.uri.split("#page=")[0])
+                if self.labels.get(file_of(r.uri))
             }
             if labelled:
                 ensure_class_paths(session, labelled.values())
@@ -339,9 +339,7 @@ class _Writer:
                 )
             record_failures(session, failures)
             failed = {uri for uri, _ in failures}
-            clear_failures(
-                session, [r.uri.split("#page=")[0] for r in records if r.uri not in failed]
-            )
+            clear_failures(session, [file_of(r.uri) for r in records if r.uri not in failed])
         self.report.added += len(fresh)
         self.report.labelled += len(labelled)
 
@@ -388,10 +386,7 @@ def ingest(
     report = IngestReport(discovered=len(discovery.items), skipped=list(discovery.skipped))
     with project.catalog.reader() as session:
         known = lookup_uris(session, [item.uri for item in discovery.items])
-    limits = ImageLimits(
-        max_pixels=project.settings.max_image_pixels,
-        max_file_bytes=project.settings.max_file_bytes,
-    )
+    limits = project.limits
     tasks = [ReadTask(i.uri, known.get(i.uri), options.pages, limits) for i in discovery.items]
     workers = choose_workers([t.uri for t in tasks], options.workers)
     _log.info("ingest: %d files, %d decode worker(s)", len(tasks), workers)
@@ -402,10 +397,9 @@ def ingest(
             progress(done, len(tasks))
     writer.flush()
     with project.catalog.transaction() as session:
+        depth = project.config.labels.depth
         class_of = {
-            image_id: join_path(split_path(path)[: project.config.labels.depth])
-            if project.config.labels.depth
-            else path
+            image_id: roll_up(path, depth)
             for image_id, path in current_class_paths(session).items()
         }
         report.splits = assign_splits(

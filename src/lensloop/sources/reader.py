@@ -28,6 +28,7 @@ __all__ = [
     "ReadResult",
     "ReadTask",
     "Unchanged",
+    "file_of",
     "page_sha256",
     "read_item",
     "read_stored_image",
@@ -97,6 +98,11 @@ class Unchanged:
 
 
 ReadResult = Decoded | Failed | Unchanged
+
+
+def file_of(uri: str) -> str:
+    """Return the file a catalog URI points at (``file.tif#page=2`` -> ``file.tif``)."""
+    return uri.split("#page=")[0]
 
 
 def page_sha256(file_sha256: str, page: int) -> str:
@@ -184,9 +190,8 @@ def read_stored_image(
         ImageError: The file can no longer be decoded.
         OSError: The file can no longer be read.
     """
-    path = uri.split("#page=")[0]
     decoded = decode_image(
-        read_bytes(path),
+        read_bytes(file_of(uri)),
         page=page if page is not None else (0 if pages == "first" else None),
         stack_pages=pages == "stack",
         limits=limits,
