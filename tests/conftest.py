@@ -34,6 +34,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database(f"t_{uuid4().hex[:16]}")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run a module's torch code on one thread: two on a busy 2-core machine make small
+    convolutions ~50x slower (spin-waits). Use with ``pytest.mark.usefixtures``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings with the user cache inside the test's temp folder."""

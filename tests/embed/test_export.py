@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +12,7 @@ from lensloop.embed.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from lensloop.embed.resnet import ResNetFeatures, build_resnet
 from lensloop.errors import ConfigError, LensloopError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Two threads on a busy 2-core machine make small convolutions 50x slower (spin-waits).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,7 @@ from lensloop.embed.ssl import (
 )
 from lensloop.errors import ConfigError, ImageError, UnknownNameError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Two threads on a busy 2-core machine make small convolutions much slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _images(n: int = 16, size: int = 32) -> list[np.ndarray]:

@@ -4,7 +4,6 @@ import hashlib
 import io
 import pickle
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,7 @@ from lensloop.embed.torch_backbones import ResNetBackbone
 from lensloop.embed.weights import KNOWN_WEIGHTS
 from lensloop.errors import ConfigError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Two threads on a busy 2-core machine make small convolutions 50x slower (spin-waits).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
