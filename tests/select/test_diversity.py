@@ -31,6 +31,32 @@ def _naive_kcenter(x: np.ndarray, n: int, first: int) -> list[int]:
     return picks
 
 
+def _naive_weighted_kcenter(
+    x: np.ndarray, n: int, bonus: np.ndarray, strength: float, already: list[int]
+) -> list[int]:
+    """Weighted greedy by brute force: argmax of strength * d / scale + bonus, each step."""
+    x = x.astype(np.float64)
+    centres = list(already)
+    picks: list[int] = []
+    scale = None
+    for _ in range(n):
+        blocked = np.zeros(len(x), dtype=bool)
+        blocked[centres] = True
+        if not centres:
+            score = bonus.copy()
+        else:
+            dist = np.sqrt(((x[:, None, :] - x[None, centres, :]) ** 2).sum(-1)).min(axis=1)
+            if scale is None:
+                far = dist[~blocked].max()
+                scale = far if far > 0 else 1.0
+            score = strength * dist / scale + bonus
+        score[blocked] = -np.inf
+        pick = int(np.argmax(score))
+        picks.append(pick)
+        centres.append(pick)
+    return picks
+
+
 # --------------------------------------------------------------------------- k-center
 
 
@@ -94,6 +120,100 @@ def test_kcenter_all_candidates_and_duplicates() -> None:
     picks = kcenter_greedy(vectors, 11, already_selected=[0])
     assert len(set(picks.tolist())) == 11
     assert 0 not in picks
+
+
+def test_weighted_kcenter_prefers_bonus_over_slightly_farther() -> None:
+    # Row 0 is selected; row 1 is at distance 1.0 with a bonus, row 2 at 1.05 without.
+    points = np.array([[0, 0], [1, 0], [0, 1.05]], dtype=np.float32)
+    assert kcenter_greedy(points, 1, already_selected=[0]).tolist() == [2]
+    bonus = np.array([0.0, 0.2, 0.0])
+    assert kcenter_greedy(points, 1, already_selected=[0], bonus=bonus).tolist() == [1]
+    # scale = 1.05. At strength 1: 1 / 1.05 + 0.2 = 1.15 beats 1.05 / 1.05 = 1. At strength
+    # 5 the distance wins again: 5 * 1.05 / 1.05 = 5 beats 5 / 1.05 + 0.2 = 4.96.
+    picks = kcenter_greedy(points, 1, already_selected=[0], bonus=bonus, strength=5)
+    assert picks.tolist() == [2]
+
+
+def test_weighted_kcenter_strength_zero_ranks_by_bonus() -> None:
+    vectors, _ = _blobs()
+    bonus = np.random.default_rng(4).uniform(size=len(vectors))
+    bonus[[10, 11]] = 2.0  # a tie: the lower index first
+    picks = kcenter_greedy(vectors, 20, bonus=bonus, strength=0, already_selected=[5])
+    order = [int(i) for i in np.argsort(-bonus, kind="stable") if i != 5][:20]
+    assert picks.tolist() == order
+    assert picks[:2].tolist() == [10, 11]
+    mask = np.arange(len(vectors)) % 3 == 0
+    picks = kcenter_greedy(vectors, 10, bonus=bonus, strength=0.0, candidates=mask)
+    assert picks.tolist() == [int(i) for i in np.argsort(-bonus, kind="stable") if mask[i]][:10]
+
+
+def test_weighted_kcenter_starts_at_highest_bonus() -> None:
+    vectors, labels = _blobs()
+    bonus = np.zeros(len(vectors))
+    bonus[[37, 150]] = 0.9  # a tie: the lower index, whatever the seed
+    for seed in range(3):
+        picks = kcenter_greedy(vectors, N_BLOBS, bonus=bonus, seed=seed)
+        assert picks[0] == 37
+        # The bonus is small next to the spread between blobs: one pick per blob.
+        assert sorted(labels[picks].tolist()) == list(range(N_BLOBS))
+    mask = labels == 3  # row 150's blob
+    assert kcenter_greedy(vectors, 1, bonus=bonus, candidates=mask)[0] == 150
+
+
+def test_weighted_kcenter_zero_bonus_is_plain_greedy() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((10_000, 8)).astype(np.float32)
+    plain = kcenter_greedy(vectors, 30, already_selected=[17])
+    weighted = kcenter_greedy(vectors, 30, already_selected=[17], bonus=np.zeros(10_000))
+    assert weighted.tolist() == plain.tolist()
+
+
+@pytest.mark.parametrize(
+    ("seed", "n_rows", "strength", "already"),
+    [
+        (0, 10_000, 1.0, []),  # three 4,096-row blocks, the last one partial
+        (1, 9_000, 1.0, [3, 8_500]),
+        (2, 12_288, 0.5, [100]),  # exactly three full blocks
+        (3, 8_193, 3.0, []),  # one row in the last block
+        (4, 10_000, 0.05, [7]),  # the bonus dominates
+    ],
+)
+def test_weighted_kcenter_matches_brute_force(
+    seed: int, n_rows: int, strength: float, already: list[int]
+) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n_rows, 6)).astype(np.float32)
+    bonus = rng.uniform(size=n_rows)
+    picks = kcenter_greedy(
+        vectors, 25, already_selected=already, bonus=bonus, strength=strength, seed=seed
+    )
+    assert picks.tolist() == _naive_weighted_kcenter(vectors, 25, bonus, strength, already)
+
+
+def test_weighted_kcenter_zero_scale() -> None:
+    # Every candidate sits on the selected point: scale falls back to 1, the bonus decides.
+    vectors = np.zeros((4, 2), dtype=np.float32)
+    picks = kcenter_greedy(vectors, 3, already_selected=[0], bonus=[0, 0.1, 0.3, 0.2])
+    assert picks.tolist() == [2, 3, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"bonus": np.zeros(3)}, r"bonus must have shape \(200,\).*received shape \(3,\)"),
+        ({"bonus": np.zeros((200, 1))}, r"bonus must have shape \(200,\)"),
+        ({"bonus": np.full(200, np.nan)}, "bonus must be finite; row 0 holds nan"),
+        ({"bonus": np.ones(200, dtype=bool)}, "bonus must hold real-valued scores"),
+        ({"bonus": np.zeros(200), "strength": -1.0}, "strength must be finite and >= 0"),
+        ({"bonus": np.zeros(200), "strength": float("inf")}, "strength must be finite"),
+        ({"bonus": np.zeros(200), "strength": True}, "strength must be a real number"),
+        ({"strength": "1"}, "strength must be a real number"),
+    ],
+)
+def test_weighted_kcenter_validation(kwargs: dict[str, object], match: str) -> None:
+    vectors, _ = _blobs()
+    with pytest.raises(ConfigError, match=match):
+        kcenter_greedy(vectors, 2, **kwargs)  # type: ignore[arg-type]
 
 
 def test_kcenter_float64_input() -> None:
@@ -201,12 +321,81 @@ def test_typiclust_takes_everything() -> None:
     assert sorted(picks.tolist()) == list(range(2, 12))
 
 
+@pytest.mark.parametrize("as_mask", [True, False])
+def test_typiclust_respects_candidates(as_mask: bool) -> None:
+    vectors, labels = _blobs()
+    mask = labels != 0
+    already = np.flatnonzero(labels == 3)[:2]
+    candidates = mask if as_mask else np.flatnonzero(mask)
+    picks = typiclust(vectors, 12, candidates=candidates, already_selected=already, seed=0)
+    assert mask[picks].all()
+    assert len(set(picks.tolist())) == 12
+    assert not set(picks.tolist()) & set(already.tolist())
+    # One cluster per blob. Blob 0 holds no candidate and blob 3 has two selected points,
+    # so blobs 1, 2 and 4 are visited twice before blob 3 gets a pick.
+    picks = typiclust(
+        vectors, 6, candidates=candidates, already_selected=already, max_clusters=N_BLOBS
+    )
+    assert sorted(labels[picks[:3]].tolist()) == [1, 2, 4]
+    assert sorted(labels[picks].tolist()) == [1, 1, 2, 2, 4, 4]
+
+
+def test_typiclust_max_clusters_gives_second_picks() -> None:
+    vectors, labels = _blobs()
+    picks = typiclust(vectors, 12, max_clusters=N_BLOBS, seed=0)
+    assert len(set(picks.tolist())) == 12
+    assert sorted(labels[picks[:N_BLOBS]].tolist()) == list(range(N_BLOBS))
+    counts = np.bincount(labels[picks], minlength=N_BLOBS)
+    assert set(counts.tolist()) <= {2, 3}
+    # One cluster for everything: picks come in typicality order over all rows.
+    assert typiclust(vectors, 1, max_clusters=1)[0] == int(np.argmax(typicality(vectors, k=20)))
+
+
+def test_typiclust_typicality_counts_selected_points() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((60, 4)).astype(np.float32)
+    already = [0, 1, 2, 3, 4]
+    picks = typiclust(x, 10, already_selected=already, k=5, max_clusters=1)
+    typ = typicality(x, k=5)  # measured among all 60 points, the selected ones included
+    expected = [int(i) for i in np.argsort(-typ) if i not in already][:10]
+    assert picks.tolist() == expected
+
+
+def test_typiclust_large_cluster_sample_deterministic() -> None:
+    # One cluster of 2,500 points: typicality is estimated on seeded samples of 1,000,
+    # and 1,200 picks use up the first sample of candidates and draw a second.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2_500, 8)).astype(np.float32)
+    mask = np.ones(2_500, dtype=bool)
+    mask[::5] = False
+    a = typiclust(x, 1_200, candidates=mask, max_clusters=1, seed=7)
+    assert a.tolist() == typiclust(x, 1_200, candidates=mask, max_clusters=1, seed=7).tolist()
+    assert len(set(a.tolist())) == 1_200
+    assert mask[a].all()
+    assert a.tolist() != typiclust(x, 1_200, candidates=mask, max_clusters=1, seed=8).tolist()
+    # The estimate still prefers the dense middle: the first picks lie near the mean.
+    radius = np.linalg.norm(x - x.mean(axis=0), axis=1)
+    assert np.median(radius[a[:50]]) < np.quantile(radius, 0.25)
+
+
+def test_typiclust_deterministic_per_seed() -> None:
+    vectors, _ = _blobs(spread=0.2)
+    a = typiclust(vectors, 8, seed=4)
+    assert a.tolist() == typiclust(vectors, 8, seed=4).tolist()
+
+
 def test_typiclust_validation() -> None:
     vectors, _ = _blobs()
     with pytest.raises(ConfigError, match="asked for n=200 but only 199 candidates remain"):
         typiclust(vectors, 200, already_selected=[3])
+    with pytest.raises(ConfigError, match="only 2 candidates remain"):
+        typiclust(vectors, 3, candidates=[1, 2, 3], already_selected=[3])
     with pytest.raises(ConfigError, match="k must be >= 1"):
         typiclust(vectors, 2, k=0)
+    with pytest.raises(ConfigError, match="max_clusters must be >= 1; received 0"):
+        typiclust(vectors, 2, max_clusters=0)
+    with pytest.raises(ConfigError, match=r"candidates as a boolean mask must have shape"):
+        typiclust(vectors, 2, candidates=np.ones(3, dtype=bool))
 
 
 # --------------------------------------------------------------------------- ProbCover
@@ -256,10 +445,44 @@ def test_probcover_zero_radius_with_duplicates() -> None:
     assert result.coverage == pytest.approx(4 / 5)
 
 
+@pytest.mark.parametrize("as_mask", [True, False])
+def test_probcover_respects_candidates(as_mask: bool) -> None:
+    line = np.array([[0.0], [0.1], [0.2], [0.3], [0.4], [0.5], [5.0], [5.1]], dtype=np.float32)
+    mask = np.zeros(8, dtype=bool)
+    mask[[0, 1, 6, 7]] = True
+    candidates = mask if as_mask else np.flatnonzero(mask)
+    result = probcover(line, 3, radius=0.25, candidates=candidates, seed=0)
+    # Row 1's ball holds rows 0-3, row 6's rows 6-7; then no candidate covers anything new.
+    assert result.indices[:2].tolist() == [1, 6]
+    assert mask[result.indices].all()
+    assert len(set(result.indices.tolist())) == 3
+    assert result.coverage == pytest.approx(6 / 8)  # coverage counts every row
+    result = probcover(line, 1, radius=0.25, candidates=candidates, already_selected=[1])
+    assert result.indices.tolist() == [6]
+
+
+def test_probcover_max_edges() -> None:
+    line = np.array([[0.0], [0.1], [0.2], [0.3], [0.4], [0.5], [5.0], [5.1]], dtype=np.float32)
+    # radius 10: every pair, 8 * 8 = 64 edges with the self-loops.
+    assert probcover(line, 2, radius=10.0, max_edges=64).coverage == 1.0
+    with pytest.raises(ConfigError, match=r"radius=10: .*at least 64 edges.*max_edges=63"):
+        probcover(line, 2, radius=10.0, max_edges=63)
+    with pytest.raises(ConfigError, match="pass a smaller radius"):
+        probcover(line, 2, radius=10.0, max_edges=5)  # fewer than the self-loops
+    vectors, _ = _blobs()
+    with pytest.raises(ConfigError, match=r"radius=3: .*at least [\d,]+ edges") as err:
+        probcover(vectors, 2, radius=3.0, max_edges=5_000)
+    assert "kcenter_greedy or typiclust" in str(err.value)
+    with pytest.raises(ConfigError, match="chosen by the purity rule"):
+        probcover(vectors, 2, n_clusters=N_BLOBS, max_edges=300)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"radius": -1.0}, "radius must be a finite distance >= 0.*received -1.0"),
+        ({"radius": 1.0, "max_edges": 0}, "max_edges must be >= 1; received 0"),
+        ({"radius": 1.0, "candidates": [5]}, "only 1 candidates remain"),
         ({"radius": float("nan")}, "radius must be a finite distance"),
         ({"n_clusters": 1}, "n_clusters must be >= 2"),
         ({"n_clusters": 201}, "n_clusters=201 pseudo-labels is more than the 200 vectors"),

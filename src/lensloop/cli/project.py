@@ -302,7 +302,7 @@ def demo(
         "demo-project"
     ),
 ) -> None:
-    """Run lensloop on real data: fetch the plankton demo set, ingest, embed, map, report.
+    """Run lensloop on real data: fetch the plankton demo set, ingest, embed, map, simulate.
 
     Safe to run again: the project is reused and nothing is ingested twice.
     """
@@ -342,5 +342,18 @@ def demo(
         out.rule("5. map")
         drawn = map_images(project, backbone=DEFAULT_BACKBONE, method="pca", size_px=1200)
         out.print(f"map of {drawn.n_points} images drawn to {drawn.png_path}", highlight=False)
-        out.rule("6. status")
+        out.rule("6. active learning: simulated labelling, auto vs random")
+        from lensloop.cli.select import print_simulation
+        from lensloop.select.simulate import SimulationConfig, simulate
+
+        config = SimulationConfig(
+            rounds=5,
+            per_round=6,
+            strategies=("auto", "random"),
+            seeds=5,
+            backbone=DEFAULT_BACKBONE,
+        )
+        with progress_bar("simulating") as progress:
+            print_simulation(simulate(project, config, progress=progress))
+        out.rule("7. status")
         print_status(project_status(project))
