@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_embed.py --n 320 --workers 0 1
-	@echo 'Longer runs: bench/bench_search.py (1M x 512, ~3 min, 5 GB) and bench/bench_backbones.py (~5 min).'
+	@echo 'Longer runs: bench/bench_search.py (1M x 512, ~3 min, 5 GB), bench/bench_select.py (1M x 512, ~2 min, 4 GB), bench/bench_simulate.py (~2 min) and bench/bench_backbones.py (~5 min).'
 
 clean:
 	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache

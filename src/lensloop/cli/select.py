@@ -122,25 +122,25 @@ def select_command(
 
 
 def print_simulation(result: SimulationResult) -> None:
-    """The curve table: metric per budget (mean ± std over seeds) and the AUC."""
+    """The curve table: mean held-out accuracy per budget and strategy, then the AUCs."""
     table = Table(
         title=f"{result.n_pool} pool images, {result.n_eval} held out, "
-        f"{result.config.seeds} seeds: mean held-out accuracy per budget"
+        f"{result.config.seeds} seeds: mean held-out accuracy"
     )
-    table.add_column("strategy")
-    for budget in result.curves[0].budgets:
-        table.add_column(str(budget), justify="right")
-    table.add_column("AUC acc ± std", justify="right")
-    table.add_column("AUC F1", justify="right")
+    table.add_column("labels", justify="right")
     for curve in result.curves:
-        cells = [f"{m:.3f}" for m in curve.mean("accuracy")]
-        auc_acc, auc_f1 = curve.auc("accuracy"), curve.auc("macro_f1")
-        table.add_row(
-            curve.strategy,
-            *cells,
-            f"{auc_acc.mean():.3f}±{auc_acc.std(ddof=1) if len(auc_acc) > 1 else 0:.3f}",
-            f"{auc_f1.mean():.3f}",
-        )
+        table.add_column(curve.strategy, justify="right", overflow="fold")
+    means = [curve.mean("accuracy") for curve in result.curves]
+    for r, budget in enumerate(result.curves[0].budgets):
+        table.add_row(str(budget), *(f"{mean[r]:.3f}" for mean in means))
+    table.add_section()
+    for metric, label in (("accuracy", "AUC acc"), ("macro_f1", "AUC F1")):
+        cells = []
+        for curve in result.curves:
+            auc = curve.auc(metric)
+            spread = float(auc.std(ddof=1)) if len(auc) > 1 else 0.0
+            cells.append(f"{auc.mean():.3f}±{spread:.3f}")
+        table.add_row(label, *cells)
     out.print(table)
     for name, gain in result.relative_to("random").items():
         out.print(

@@ -5,6 +5,8 @@ The catalog's labels are the oracle. The labelled images outside the held-out sp
 their labels are revealed, the embedding probe (:mod:`lensloop.select.probe`) is retrained
 on everything revealed so far and scored on the held-out images. Every strategy runs with
 every seed from an empty start, so the curves differ only by what the strategies chose.
+Uncertainty-only strategies need a classifier, so their rounds are random until the
+revealed labels hold two classes (recorded per round in ``resolved``).
 
 The area under a learning curve (AUC) is the trapezoid area of the metric over the
 labelling budget divided by the budget range: the curve's mean height, in ``[0, 1]``
@@ -30,7 +32,7 @@ from lensloop.errors import ConfigError
 from lensloop.project import Project
 from lensloop.select.probe import fit_probe
 from lensloop.select.rounds import class_labels
-from lensloop.select.strategy import Pool, choose, parse_strategy
+from lensloop.select.strategy import Pool, Strategy, choose, parse_strategy
 
 __all__ = [
     "HELD_OUT",
@@ -48,6 +50,7 @@ HELD_OUT = ("val", "test")
 SCHEMA = 1
 """Version of the JSON document :meth:`SimulationResult.to_dict` writes."""
 METRICS = ("accuracy", "macro_f1")
+_RANDOM = Strategy(random=True)
 
 Progress = Callable[[int, int], None]
 
@@ -280,7 +283,10 @@ def simulate(
                     labels=np.where(taken, y_pool, -1),
                     class_names=class_names,
                 )
-                chosen = choose(pool, config.per_round, strategy, seed=seed * 1000 + r)
+                this_round = strategy
+                if strategy.scores and len(np.unique(y_pool[taken])) < 2:
+                    this_round = _RANDOM  # no classifier yet: uncertainty starts at random
+                chosen = choose(pool, config.per_round, this_round, seed=seed * 1000 + r)
                 taken[chosen.indices] = True
                 modes.append(chosen.strategy)
                 scores = _evaluate(x_pool[taken], y_pool[taken], x_eval, y_eval, seed=seed)

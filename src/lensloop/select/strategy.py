@@ -46,7 +46,7 @@ from lensloop.select.balance import (
     quotas,
 )
 from lensloop.select.diversity import kcenter_greedy, probcover, typiclust
-from lensloop.select.probe import fit_probe
+from lensloop.select.probe import Probe, fit_probe
 from lensloop.select.scores import UNCERTAINTY
 
 __all__ = [
@@ -76,6 +76,8 @@ _OPS = {
     "<=": np.less_equal,
 }
 _COLD = "typical"
+_PREDICT_BLOCK = 65_536
+"""Rows per probe call, so scoring a million candidates copies 128 MiB at a time."""
 _WARM_SCORE = "margin"
 
 
@@ -297,24 +299,20 @@ def resolve_auto(pool: Pool) -> tuple[Strategy, dict[str, Any]]:
     return Strategy(diversity=_COLD), details
 
 
-def _scores(
-    pool: Pool, names: Sequence[str], rows: npt.NDArray[np.int64], *, seed: int
-) -> dict[str, npt.NDArray[np.float64]]:
-    """Uncertainty scores of ``rows`` from a probe on the labelled rows."""
+def _fit(pool: Pool, *, seed: int) -> Probe:
     labelled = np.flatnonzero(pool.labels >= 0)
-    probe = fit_probe(pool.vectors[labelled], pool.labels[labelled], seed=seed)
-    probs = probe.predict_proba(pool.vectors[rows])
-    return {name: UNCERTAINTY[name](probs) for name in names}
+    return fit_probe(pool.vectors[labelled], pool.labels[labelled], seed=seed)
 
 
-def _predicted_groups(pool: Pool, *, seed: int) -> npt.NDArray[np.object_]:
-    labelled = np.flatnonzero(pool.labels >= 0)
-    probe = fit_probe(pool.vectors[labelled], pool.labels[labelled], seed=seed)
-    groups = np.full(pool.vectors.shape[0], None, dtype=object)
-    rows = np.flatnonzero(pool.candidates)
-    predicted = probe.predict(pool.vectors[rows])
-    groups[rows] = [pool.class_names[int(c)] for c in predicted]
-    return groups
+def _probabilities(
+    probe: Probe, vectors: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """``(len(rows), C)`` probabilities, in blocks so no copy of all rows is made."""
+    blocks = [
+        probe.predict_proba(vectors[rows[start : start + _PREDICT_BLOCK]])
+        for start in range(0, len(rows), _PREDICT_BLOCK)
+    ]
+    return np.concatenate(blocks) if blocks else np.zeros((0, len(probe.classes)))
 
 
 def _run(
@@ -469,12 +467,17 @@ def choose(
             "auto, typical, kcenter, coverage or random"
         )
     scores: dict[str, npt.NDArray[np.float64]] = {}
-    if names:
-        rows = np.flatnonzero(pool.candidates)
-        for name, values in _scores(pool, names, rows, seed=seed).items():
-            full = np.full(pool.vectors.shape[0], np.nan)
-            full[rows] = values
-            scores[name] = full
+    rows = np.flatnonzero(pool.candidates)
+    probs: npt.NDArray[np.float64] | None = None
+    probe: Probe | None = None
+    if names or (balance is not None and balance.key == PREDICTED):
+        probe = _fit(pool, seed=seed)
+        probs = _probabilities(probe, pool.vectors, rows)
+    for name in names:
+        assert probs is not None
+        full = np.full(pool.vectors.shape[0], np.nan)
+        full[rows] = UNCERTAINTY[name](probs)
+        scores[name] = full
     if balance is None:
         picks = _run(
             strategy, pool, pool.candidates, pool.selected, n, scores, seed=seed, details=details
@@ -482,7 +485,11 @@ def choose(
         return Selection(picks.astype(np.int64), strategy.describe(), details)
 
     if balance.key == PREDICTED:
-        groups = _predicted_groups(pool, seed=seed)
+        assert probe is not None
+        assert probs is not None
+        groups = np.full(pool.vectors.shape[0], None, dtype=object)
+        predicted = probe.classes[np.argmax(probs, axis=1)]
+        groups[rows] = [pool.class_names[int(c)] for c in predicted]
     elif pool.groups is None:
         raise ConfigError(f"balancing on {balance.key!r} needs each image's value of it")
     else:
