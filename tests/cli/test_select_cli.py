@@ -54,6 +54,9 @@ def test_select_records_rounds_and_excludes_queued(project_dir: Path, tmp_path: 
     assert "round 2: kcenter" in second.stdout
     two = json.loads(written.read_text())
     assert not {i["image_id"] for i in one["images"]} & {i["image_id"] for i in two["images"]}
+    status = json.loads(lensloop("status", project_dir, "--json").stdout)
+    assert status["selection_rounds"] == 2
+    assert status["queued_images"] == 6
     too_many = lensloop("select", project_dir, "-n", "3", *FEATURES)
     assert too_many.returncode == 1
     assert "only 2 images can be selected" in too_many.stderr

@@ -19,6 +19,7 @@ from lensloop.project.ingest import IngestOptions, ingest
 from lensloop.select.balance import parse_balance
 from lensloop.select.rounds import RoundResult, select_round
 from lensloop.select.strategy import parse_strategy
+from lensloop.settings import Settings
 
 BACKBONE = MeanColourBackbone.name
 
@@ -155,3 +156,23 @@ def test_balance_on_predicted_classes(labelled_and_pool: Project) -> None:
     assert {i.group for i in result.images} <= {"a", "b"}
     assert sum(result.details["quotas"].values()) == 4
     assert len(np.unique([i.image_id for i in result.images])) == 4
+
+
+def test_rounds_on_each_database(db_url: str, tmp_path: Path, settings: Settings) -> None:
+    with Project.init(tmp_path / "db", db_url=db_url, settings=settings) as project:
+        make_image_folder(tmp_path / "labelled", {"a": 3, "b": 3}, seed=11)
+        make_image_folder(tmp_path / "unlabelled", {"x": 6}, seed=12)
+        ingest(project, [tmp_path / "labelled"], options=IngestOptions(labels_from_folders=True))
+        ingest(project, [tmp_path / "unlabelled"])
+        embed_project(project, MeanColourBackbone(), workers=0)
+        long_text = "kcenter=0.5+" + "+".join(["margin=0.25"] * 8)  # longer than the column
+        first = _select(project, 3, long_text)
+        second = _select(project, 3, "auto")
+        assert second.details["mode"] == "uncertainty x diversity"
+        with project.catalog.reader() as session:
+            rounds = session.scalars(select(SelectionRound).order_by(SelectionRound.id)).all()
+            assert [r.config["strategy"] for r in rounds] == [long_text, "auto"]
+            assert len(rounds[0].strategy) == 64
+            items = session.scalars(select(SelectionItem.image_id)).all()
+        assert sorted(items) == sorted(_unlabelled_ids(project))
+        assert {i.image_id for i in first.images}.isdisjoint(i.image_id for i in second.images)

@@ -226,6 +226,11 @@ def print_status(status: dict[str, Any]) -> None:
             table.add_row(cls["path"], str(cls["labelled_images"]))
         out.print(table)
     out.print(f"embeddings: {len(status['embeddings'])} set(s); models: {len(status['models'])}")
+    if status["selection_rounds"]:
+        out.print(
+            f"selection rounds: {status['selection_rounds']} "
+            f"({status['queued_images']} images queued for labelling)"
+        )
 
 
 @app.command()

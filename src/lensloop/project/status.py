@@ -13,12 +13,14 @@ from sqlalchemy import func, select
 from lensloop import __version__
 from lensloop.catalog.labels import current_class_paths, roll_up, split_path
 from lensloop.catalog.models import (
+    Annotation,
     EmbeddingSet,
     Image,
     IngestFailure,
     ModelAlias,
     ModelVersion,
     Sample,
+    SelectionItem,
     SelectionRound,
 )
 from lensloop.project.project import Project
@@ -76,6 +78,15 @@ def project_status(project: Project) -> dict[str, Any]:
             for m in session.scalars(select(ModelVersion).order_by(ModelVersion.version))
         ]
         rounds = int(session.scalar(select(func.count()).select_from(SelectionRound)) or 0)
+        annotated = select(Annotation.image_id)
+        queued = int(
+            session.scalar(
+                select(func.count(func.distinct(SelectionItem.image_id))).where(
+                    SelectionItem.image_id.not_in(annotated)
+                )
+            )
+            or 0
+        )
     declared = set(project.config.labels.classes)
     classes = [
         {"name": split_path(path)[-1], "path": path, "labelled_images": n}
@@ -112,4 +123,5 @@ def project_status(project: Project) -> dict[str, Any]:
         "embeddings": embeddings,
         "models": models,
         "selection_rounds": rounds,
+        "queued_images": queued,
     }
