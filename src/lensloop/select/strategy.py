@@ -118,7 +118,11 @@ class Strategy:
     top_factor: int = 0
 
     def describe(self) -> str:
-        """The text that :func:`parse_strategy` turns back into this strategy."""
+        """The text that :func:`parse_strategy` turns back into this strategy.
+
+        ``auto``'s resolved uncertainty x diversity plan has no text form; it reads
+        ``kcenter+margin (top 3n by uncertainty)``.
+        """
         if self.auto:
             return "auto"
         terms: list[str] = ["random"] if self.random else []
@@ -376,7 +380,7 @@ def _run(
         n,
         already_selected=np.flatnonzero(selected),
         candidates=candidates,
-        n_clusters=n_classes if 2 <= n_classes <= pool.vectors.shape[0] else 10,
+        n_clusters=max(2, min(n_classes if n_classes >= 2 else 10, pool.vectors.shape[0])),
         seed=seed,
     )
     details["coverage_radius"] = result.radius
