@@ -10,11 +10,11 @@ Cost, for orientation (2 cores, 1,000 picks from 1,000,000 x 512 vectors):
 :func:`kcenter_greedy` is linear in ``N`` per pass and takes about 10 s, weighted or not.
 :func:`typiclust` takes about 16 s (``bench/bench_select.py``), most of it in the
 seeded FAISS k-means (at most 500 clusters by default, trained on a sample of 256 points
-per cluster, then one pass assigning every row); typicality is then computed once per visited cluster on at most
-1,000 of its points against at most 1,000 neighbours. :func:`typicality` and
-:func:`probcover` do exact nearest-neighbour or range searches over all rows (FAISS
-``IndexFlatL2``), which grow as ``N**2 * D`` and suit ``N`` up to about 200,000;
-ProbCover's graph is also capped at ``max_edges`` edges.
+per cluster, then one pass assigning every row); typicality is then computed once per
+visited cluster on at most 1,000 of its points against at most 1,000 neighbours.
+:func:`typicality` and :func:`probcover` do exact nearest-neighbour or range searches
+over all rows (FAISS ``IndexFlatL2``), which grow as ``N**2 * D`` and suit ``N`` up to
+about 200,000; ProbCover's graph is also capped at ``max_edges`` edges.
 """
 
 from __future__ import annotations
