@@ -307,7 +307,7 @@ def demo(
         "demo-project"
     ),
 ) -> None:
-    """Run lensloop on real data: fetch the plankton demo set, ingest, embed, map, simulate.
+    """Run lensloop on real data: fetch the plankton demo set, ingest, embed, map, simulate, train.
 
     Safe to run again: the project is reused and nothing is ingested twice.
     """
@@ -360,5 +360,17 @@ def demo(
         )
         with progress_bar("simulating") as progress:
             print_simulation(simulate(project, config, progress=progress))
-        out.rule("7. status")
+        out.rule("7. train a classifier on the embeddings and release it")
+        from lensloop.train.config import TrainConfig
+        from lensloop.train.probe import train_probe
+
+        trained = train_probe(project, TrainConfig(backbone=DEFAULT_BACKBONE, cv=5))
+        val, cv = trained.metrics["val"], trained.metrics["cv"]
+        out.print(
+            f"model version {trained.model.version} ({', '.join(trained.model.aliases)}): "
+            f"val accuracy {val['accuracy']:.3f}, 5-fold accuracy {cv['accuracy_mean']:.3f} "
+            f"± {cv['accuracy_std']:.3f}; released to {trained.model.folder}",
+            highlight=False,
+        )
+        out.rule("8. status")
         print_status(project_status(project))

@@ -1,0 +1,97 @@
+"""Training settings: defaults, a YAML file, command-line overrides, and what ran.
+
+Precedence: command-line options over the ``--config`` YAML file over the defaults. The
+resolved settings are saved with every released model (``config.yaml``), so passing that
+file back with ``--config`` repeats the run exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lensloop.errors import ConfigError
+
+__all__ = ["TrainConfig", "load_train_config", "save_train_config"]
+
+DEFAULT_BACKBONE = "efficientnet-lite0"
+
+
+class TrainConfig(BaseModel):
+    """Every setting of a training run.
+
+    Attributes:
+        method: ``probe`` (a classifier on the stored embeddings).
+        head: ``logistic`` (multinomial logistic regression) or ``mlp`` (one hidden layer).
+        backbone: Whose stored embeddings the probe reads.
+        depth: Class hierarchy level to train on (``None``: the project's depth).
+        c: Inverse L2 strength of the logistic head (embeddings are unit length, so the
+            strong default of scikit-learn, 1, underfits; see ``lensloop.select.probe``).
+        hidden: Hidden units of the ``mlp`` head.
+        max_iter: Solver iterations (logistic) or epochs (mlp).
+        class_weight: ``balanced`` weighs each class by the inverse of its frequency
+            (the ``mlp`` head resamples instead); ``none`` weighs images equally.
+        cv: Folds of stratified cross-validation over train + val, or ``None``.
+        seed: Seed of every random choice.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["probe"] = "probe"
+    head: Literal["logistic", "mlp"] = "logistic"
+    backbone: str = DEFAULT_BACKBONE
+    depth: int | None = Field(default=None, ge=1)
+    c: float = Field(default=100.0, gt=0)
+    hidden: int = Field(default=256, ge=1)
+    max_iter: int = Field(default=1000, ge=1)
+    class_weight: Literal["balanced", "none"] = "balanced"
+    cv: int | None = Field(default=None, ge=2)
+    seed: int = Field(default=0, ge=0)
+
+
+def load_train_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Resolve the settings: ``overrides`` (``None`` values ignored) over ``path`` over defaults.
+
+    Raises:
+        ConfigError: The file cannot be read or parsed, or a setting is unknown or invalid
+            (the message names each one).
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read training config {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"training config {path} is not UTF-8 text: {exc.reason}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"training config {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(
+                f"training config {path} must be a mapping of settings (key: value), not a "
+                f"{type(loaded).__name__}"
+            )
+        bad = [key for key in (loaded or {}) if not isinstance(key, str)]
+        if bad:
+            raise ConfigError(f"training config {path}: setting names must be text, not {bad[0]!r}")
+        values.update(loaded or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        where = f" in {path}" if path is not None else ""
+        raise ConfigError(f"invalid training settings{where}: {problems}") from None
+
+
+def save_train_config(config: TrainConfig, path: Path) -> None:
+    """Write the resolved settings as YAML (``--config`` reads it back)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(config.model_dump(), sort_keys=True), encoding="utf-8")
