@@ -1,11 +1,29 @@
 """lensloop: from raw scientific images to labelled data sets and trained models.
 
 ``import lensloop`` stays light: heavy libraries (torch, onnxruntime, faiss, fastapi) are
-imported by the layer that needs them, when it needs them.
+imported by the layer that needs them, when it needs them. :func:`init_model` and
+:func:`predict` (from :mod:`lensloop.train.inference`) load on first use::
+
+    import lensloop
+    model = lensloop.init_model("champion", project=project)   # or a models/vN folder
+    for item in lensloop.predict(["a.png", "b.tif"], model):
+        print(item.source, item.predicted, item.confidence)
 """
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from typing import Any
+
+__all__ = ["__version__", "init_model", "predict"]
 
 __version__ = "0.1.0"
+
+_LAZY = {"init_model", "predict"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from lensloop.train import inference
+
+        return getattr(inference, name)
+    raise AttributeError(f"module 'lensloop' has no attribute {name!r}")

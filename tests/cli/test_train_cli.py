@@ -85,3 +85,21 @@ def test_a_corrupt_model_file_is_refused(project_dir: Path, tmp_path: Path) -> N
     result = lensloop("evaluate", copy, "--model", "latest")
     assert result.returncode == 1
     assert "not a loadable ONNX model" in result.stderr.replace("\n", " ")
+
+
+def test_predict_stores_and_writes_csv(project_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = Path(shutil.copytree(project_dir, tmp_path / "copy"))
+    assert lensloop("train", copy, *FEATURES).returncode == 0
+    first = lensloop("predict", copy, "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["predicted"] == 24
+    assert Path(summary["csv"]).is_file()
+    again = json.loads(lensloop("predict", copy, "--json").stdout)
+    assert (again["predicted"], again["already_predicted"]) == (0, 24)
+    image = next((project_dir.parent / "data" / "a").glob("*.png"))
+    files = lensloop("predict", copy, "--images", image, "--out", tmp_path / "f.csv")
+    assert files.returncode == 0, files.stderr
+    assert (tmp_path / "f.csv").read_text().count("\n") == 2

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 import lensloop
-from conftest import make_image_folder
+from conftest import make_coloured_folder, make_image_folder
 from fakes import MeanColourBackbone
 from lensloop.embed.engine import embed_project
 from lensloop.errors import ConfigError, NotFoundError
@@ -25,26 +24,13 @@ from lensloop.train.probe import evaluate_model, train_probe
 from lensloop.train.registry import _beats, list_models, promote, resolve_model
 
 BACKBONE = MeanColourBackbone.name
-COLOURS = {"blue": (40, 40, 200), "green": (40, 200, 40), "red": (200, 40, 40)}
 GOOD = TrainConfig(backbone=BACKBONE)
 # one hidden unit trained for one epoch: clearly worse than the logistic head
 POOR = TrainConfig(backbone=BACKBONE, head="mlp", hidden=1, max_iter=1)
 
 
-def _write_coloured(root: Path, per_class: int = 8) -> None:
-    """Noisy images whose mean colour gives away their class (so the fake backbone works)."""
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        for index in range(per_class):
-            noise = rng.normal(0, 30, size=(16, 16, 3))
-            pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype(np.uint8)
-            path = root / name / f"{index}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            PILImage.fromarray(pixels).save(path)
-
-
 def _build(project: Project, tmp_path: Path, split: dict[str, float] | None) -> Project:
-    _write_coloured(tmp_path / "src")
+    make_coloured_folder(tmp_path / "src")
     options = IngestOptions(labels_from_folders=True, split=split)
     ingest(project, [tmp_path / "src"], options=options)
     embed_project(project, MeanColourBackbone(), workers=0)

@@ -3,8 +3,8 @@
 This is an entry point: it reads the settings once, sets up logging and passes both down.
 Library errors (:class:`~lensloop.errors.LensloopError`) are shown as one clear line and
 exit with status 1; usage errors exit with status 2. Commands live in
-:mod:`lensloop.cli.project`, :mod:`lensloop.cli.explore`, :mod:`lensloop.cli.select` and
-:mod:`lensloop.cli.train`.
+:mod:`lensloop.cli.project`, :mod:`lensloop.cli.explore`, :mod:`lensloop.cli.select`,
+:mod:`lensloop.cli.train` and :mod:`lensloop.cli.report`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lensloop.errors import LensloopError
 
 #: Command modules, in the order their commands appear in ``lensloop --help``; importing
 #: one registers its commands on :data:`app`.
-COMMAND_MODULES = ("project", "explore", "select", "train")
+COMMAND_MODULES = ("project", "explore", "select", "train", "report")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"lensloop.cli.{_module}")
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lensloop.cli._app import app, open_project, out
+from lensloop.cli._app import app, open_project, out, progress_bar
 
 __all__: list[str] = []
 
@@ -188,3 +188,98 @@ def models(
             str(row["created_at"])[:19],
         )
     out.print(table)
+
+
+@app.command()
+def predict(
+    directory: Annotated[Path, typer.Argument(help="Project folder.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Version number, alias (latest, champion) or the path of a released model "
+            "folder (default: champion, else latest)."
+        ),
+    ] = None,
+    images: Annotated[
+        list[Path] | None,
+        typer.Option("--images", help="Classify these files instead of the catalog (not stored)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", help="CSV to write (default: reports/predictions-vN.csv)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Classify images with a released model; store catalog predictions and write a CSV.
+
+    Catalog images are scored from their stored embeddings; each prediction (class
+    probabilities and margin uncertainty) is recorded once per model version, and the
+    selection strategies read them. --images classifies files without storing anything.
+    """
+    from lensloop.train.inference import init_model, predict_project, write_predictions_csv
+
+    with open_project(directory) as project, progress_bar("predicting") as progress:
+        ref: str | Path | None = model
+        if model is not None and Path(model).is_dir():
+            ref = Path(model)
+        loaded = init_model(ref if ref is not None else _default_ref(project), project=project)
+        if images:
+            found = loaded.predict(list(images), project_root=project.root)
+            rows = [
+                {
+                    "image_id": "",
+                    "uri": item.source,
+                    "predicted": item.predicted,
+                    "confidence": item.confidence,
+                    "uncertainty": item.uncertainty,
+                    "actual": None,
+                    "probabilities": item.probabilities,
+                }
+                for item in found
+            ]
+            summary: dict[str, Any] = {"version": loaded.version, "predicted": len(rows)}
+        else:
+            report = predict_project(project, loaded, progress=progress)
+            rows = report.rows
+            summary = {
+                "version": report.version,
+                "predicted": report.predicted,
+                "already_predicted": report.already,
+                "without_vectors": report.without_vectors,
+            }
+        name = f"predictions-v{loaded.version}.csv" if loaded.version else "predictions.csv"
+        target = output or project.root / "reports" / name
+        write_predictions_csv(rows, loaded.classes, target)
+    summary["csv"] = str(target)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    if images:
+        table = Table(title=f"model version {loaded.version or loaded.folder}")
+        for column in ("image", "predicted", "confidence", "uncertainty"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                str(row["uri"]),
+                str(row["predicted"]),
+                f"{row['confidence']:.3f}",
+                f"{row['uncertainty']:.3f}",
+            )
+        out.print(table)
+    else:
+        out.print(
+            f"model version {summary['version']}: {summary['predicted']} images predicted, "
+            f"{summary['already_predicted']} already had predictions"
+        )
+        if summary["without_vectors"]:
+            out.print(
+                f"{summary['without_vectors']} images have no vectors of the model's backbone;"
+                f" run `lensloop embed {directory}` and predict again"
+            )
+    out.print(f"written to {target}", highlight=False)
+
+
+def _default_ref(project: Any) -> str:
+    from lensloop.train.registry import resolve_model
+
+    return str(resolve_model(project, None).version)

@@ -18,7 +18,16 @@ import numpy.typing as npt
 from sqlalchemy import func, select
 
 from lensloop.catalog.labels import current_class_paths, roll_up
-from lensloop.catalog.models import Annotation, Image, Sample, SelectionItem, SelectionRound
+from lensloop.catalog.models import (
+    Annotation,
+    Image,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    Sample,
+    SelectionItem,
+    SelectionRound,
+)
 from lensloop.errors import ConfigError
 from lensloop.project import Project
 from lensloop.select.balance import PREDICTED, Balance
@@ -110,6 +119,51 @@ def _metadata_groups(
     return np.array([_text(values.get(int(i))) for i in ids], dtype=object)
 
 
+def _stored_probabilities(
+    project: Project, ids: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.float64], list[str], int] | None:
+    """The default model's stored class probabilities per row of ``ids`` (NaN where none).
+
+    The default model is the champion, else the latest version; ``None`` when the project
+    has no model or no stored predictions of it.
+    """
+    with project.catalog.reader() as session:
+        version_id, version = None, None
+        for alias in ("champion", "latest"):
+            row = session.execute(
+                select(ModelVersion.id, ModelVersion.version)
+                .join(ModelAlias, ModelAlias.model_version_id == ModelVersion.id)
+                .where(ModelAlias.alias == alias)
+            ).first()
+            if row is not None:
+                version_id, version = row
+                break
+        if version_id is None:
+            return None
+        found = {
+            image_id: probs
+            for image_id, probs in session.execute(
+                select(Prediction.image_id, Prediction.probabilities).where(
+                    Prediction.model_version_id == version_id,
+                    Prediction.probabilities.is_not(None),
+                )
+            )
+        }
+    if not found:
+        return None
+    classes = sorted({name for probs in found.values() for name in probs})
+    column = {name: k for k, name in enumerate(classes)}
+    matrix = np.full((len(ids), len(classes)), np.nan)
+    for r, image_id in enumerate(ids.tolist()):
+        probs = found.get(image_id)
+        if probs is not None:
+            matrix[r] = 0.0
+            for name, p in probs.items():
+                matrix[r, column[name]] = p
+    assert version is not None
+    return matrix, classes, int(version)
+
+
 def _text(value: object) -> str | None:
     if value is None:
         return None
@@ -169,6 +223,7 @@ def select_round(
     groups = None
     if balance is not None and balance.key != PREDICTED:
         groups = _metadata_groups(project, ids, balance.key)
+    stored = _stored_probabilities(project, ids)
     pool = Pool(
         vectors=vectors,
         candidates=~selected,
@@ -176,9 +231,13 @@ def select_round(
         labels=label_rows,
         class_names=labels.class_names,
         groups=groups,
+        model_probs=None if stored is None else stored[0],
+        model_classes=() if stored is None else stored[1],
     )
     chosen = choose(pool, n, strategy, seed=seed, balance=balance)
     details = dict(chosen.details)
+    if details.get("uncertainty_from") == "stored predictions" and stored is not None:
+        details["model_version"] = stored[2]
     details["not_embedded"] = n_images - len(ids)
     picked = [int(ids[r]) for r in chosen.indices]
     with project.catalog.reader() as session:

@@ -242,6 +242,10 @@ class Pool:
         class_names: Name of each class index (all classes the project knows).
         groups: ``(N,)`` object array of each row's value of the balance field (``str`` or
             ``None``), when balancing on metadata.
+        model_probs: ``(N, K)`` class probabilities of a released model (stored
+            predictions; NaN rows where an image has none). When every candidate has a row,
+            uncertainty and predicted-class balance read them instead of fitting the probe.
+        model_classes: The ``K`` class names of ``model_probs``' columns.
     """
 
     vectors: npt.NDArray[np.float32]
@@ -250,6 +254,8 @@ class Pool:
     labels: npt.NDArray[np.int64]
     class_names: Sequence[str]
     groups: npt.NDArray[np.object_] | None = None
+    model_probs: npt.NDArray[np.float64] | None = None
+    model_classes: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         n = self.vectors.shape[0]
@@ -462,21 +468,28 @@ def choose(
     if strategy.auto:
         strategy, details = resolve_auto(pool)
     names = list(strategy.scores)
-    n_labelled_classes = int((pool.label_counts > 0).sum())
-    if (names or (balance is not None and balance.key == PREDICTED)) and n_labelled_classes < 2:
-        what = "uncertainty" if names else "balancing on predicted classes"
-        raise ConfigError(
-            f"{what} needs a classifier, which needs labels of at least 2 classes; the "
-            f"labelled images cover {n_labelled_classes}; label more, or use --strategy "
-            "auto, typical, kcenter, coverage or random"
-        )
     scores: dict[str, npt.NDArray[np.float64]] = {}
     rows = np.flatnonzero(pool.candidates)
     probs: npt.NDArray[np.float64] | None = None
-    probe: Probe | None = None
-    if names or (balance is not None and balance.key == PREDICTED):
+    prob_classes: list[str] = []
+    needs_model = bool(names) or (balance is not None and balance.key == PREDICTED)
+    if needs_model and pool.model_probs is not None and not np.isnan(pool.model_probs[rows]).any():
+        probs = np.asarray(pool.model_probs[rows], dtype=np.float64)
+        prob_classes = list(pool.model_classes)
+        details["uncertainty_from"] = "stored predictions"
+    elif needs_model:
+        n_labelled_classes = int((pool.label_counts > 0).sum())
+        if n_labelled_classes < 2:
+            what = "uncertainty" if names else "balancing on predicted classes"
+            raise ConfigError(
+                f"{what} needs a classifier, which needs labels of at least 2 classes; the "
+                f"labelled images cover {n_labelled_classes}; label more, or use --strategy "
+                "auto, typical, kcenter, coverage or random"
+            )
         probe = _fit(pool, seed=seed)
         probs = _probabilities(probe, pool.vectors, rows)
+        prob_classes = [pool.class_names[int(c)] for c in probe.classes]
+        details["uncertainty_from"] = "probe on the labelled embeddings"
     for name in names:
         assert probs is not None
         full = np.full(pool.vectors.shape[0], np.nan)
@@ -489,11 +502,9 @@ def choose(
         return Selection(picks.astype(np.int64), strategy.describe(), details)
 
     if balance.key == PREDICTED:
-        assert probe is not None
         assert probs is not None
         groups = np.full(pool.vectors.shape[0], None, dtype=object)
-        predicted = probe.classes[np.argmax(probs, axis=1)]
-        groups[rows] = [pool.class_names[int(c)] for c in predicted]
+        groups[rows] = [prob_classes[int(c)] for c in np.argmax(probs, axis=1)]
     elif pool.groups is None:
         raise ConfigError(f"balancing on {balance.key!r} needs each image's value of it")
     else:

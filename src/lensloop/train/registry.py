@@ -25,10 +25,12 @@ from lensloop.project import Project
 __all__ = [
     "CARD_FILE",
     "RegisteredModel",
+    "chosen_classifier",
     "list_models",
     "promote",
     "register",
     "resolve_model",
+    "trained_depth",
 ]
 
 CARD_FILE = "card.json"
@@ -120,6 +122,30 @@ def resolve_model(project: Project, ref: str | int | None = None) -> RegisteredM
     raise NotFoundError(
         f"no model {ref!r}; there are versions 1..{count} and aliases {', '.join(known)}"
     )
+
+
+def chosen_classifier(project: Project, ref: str | int | None = None) -> RegisteredModel | None:
+    """The classifier ``ref`` names (default champion, else latest); ``None`` if no models.
+
+    Raises:
+        NotFoundError: ``ref`` names no version or alias.
+        ConfigError: The model is not a classifier.
+    """
+    if ref is None and not list_models(project):
+        return None
+    model = resolve_model(project, ref)
+    if model.task != "classify":
+        raise ConfigError(
+            f"model version {model.version} is a {model.task!r} model; this needs a "
+            "'classify' model: pass --model with a classifier's version or alias"
+        )
+    return model
+
+
+def trained_depth(model: RegisteredModel) -> int | None:
+    """The ``--depth`` a model was trained with (``None``: the project's depth then)."""
+    depth = model.config.get("depth")
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) else None
 
 
 def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
