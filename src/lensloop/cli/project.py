@@ -307,7 +307,7 @@ def demo(
         "demo-project"
     ),
 ) -> None:
-    """Run lensloop on real data: fetch the plankton demo set, ingest, embed, map, simulate, train.
+    """Run the whole loop on real data: fetch, ingest, embed, map, simulate, train, report.
 
     Safe to run again: the project is reused and nothing is ingested twice.
     """
@@ -359,10 +359,12 @@ def demo(
             backbone=DEFAULT_BACKBONE,
         )
         with progress_bar("simulating") as progress:
-            print_simulation(simulate(project, config, progress=progress))
+            simulation = simulate(project, config, progress=progress)
+        print_simulation(simulation)
         out.rule("7. train a classifier on the embeddings and release it")
         from lensloop.train.config import TrainConfig
-        from lensloop.train.probe import train_probe
+        from lensloop.train.inference import init_model, predict_project
+        from lensloop.train.probe import evaluate_model, train_probe
 
         trained = train_probe(project, TrainConfig(backbone=DEFAULT_BACKBONE, cv=5))
         val, cv = trained.metrics["val"], trained.metrics["cv"]
@@ -372,5 +374,63 @@ def demo(
             f"± {cv['accuracy_std']:.3f}; released to {trained.model.folder}",
             highlight=False,
         )
-        out.rule("8. status")
+        out.rule("8. evaluate on the test split, predict every image")
+        tested = evaluate_model(project, str(trained.model.version), split="test")
+        out.print(
+            f"test ({tested.metrics['n']} images): accuracy {tested.metrics['accuracy']:.3f}, "
+            f"macro-F1 {tested.metrics['macro_f1']:.3f}"
+        )
+        model = init_model(trained.model.version, project=project)
+        predicted = predict_project(project, model)
+        out.print(f"{predicted.predicted} predictions stored ({predicted.already} already were)")
+        out.rule("9. report")
+        html_report = _demo_report(project, simulation, trained, tested)
+        out.print(f"HTML report: {html_report}", highlight=False)
+        out.rule("10. status")
         print_status(project_status(project))
+
+
+def _demo_report(project: Any, simulation: Any, trained: Any, tested: Any) -> Path:
+    """The demo's one-file HTML report: curves, training, test metrics and figures."""
+    from lensloop.reports.html import Section, write_html_report
+
+    curves = [["strategy", *(str(b) for b in simulation.curves[0].budgets), "AUC"]]
+    for curve in simulation.curves:
+        means = [f"{m:.3f}" for m in curve.mean("accuracy")]
+        curves.append([curve.strategy, *means, f"{curve.auc('accuracy').mean():.3f}"])
+    cv = trained.metrics["cv"]
+    per_class = [["class", "precision", "recall", "images"]] + [
+        [name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", row["support"]]
+        for name, row in tested.metrics["per_class"].items()
+    ]
+    sections = [
+        Section(
+            "Active learning, simulated",
+            [
+                f"Held-out accuracy against the number of labels, mean of "
+                f"{simulation.config.seeds} seeds ({simulation.n_pool} pool images, "
+                f"{simulation.n_eval} held out): the default strategy against random."
+            ],
+            [curves],
+            [simulation.png_path] if simulation.png_path else [],
+        ),
+        Section(
+            f"Model version {trained.model.version}",
+            [
+                f"Logistic probe on the embeddings; validation accuracy "
+                f"{trained.metrics['val']['accuracy']:.3f}; {cv['folds']}-fold cross-validation "
+                f"accuracy {cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}."
+            ],
+        ),
+        Section(
+            "Test split",
+            [
+                f"Accuracy {tested.metrics['accuracy']:.3f}, macro-F1 "
+                f"{tested.metrics['macro_f1']:.3f} on {tested.metrics['n']} images. The grid "
+                "shows predicted against actual labels, errors first."
+            ],
+            [per_class],
+            [p for p in (tested.confusion_png, tested.grid_png) if p is not None],
+        ),
+    ]
+    return write_html_report(project.root / "reports" / "demo.html", "lensloop demo", sections)
