@@ -68,7 +68,6 @@ UNCLASSIFIED: Final = "(unclassified)"
 #: Header of the CSV that :func:`write_abundance` writes.
 CSV_COLUMNS: Final = ("group", "class", "confirmed", "predicted", "total")
 
-_TASK: Final = "classify"
 _YIELD_PER: Final = 10_000
 _NAME_CHARS: Final = 40
 _UNCLASSIFIED_COLOUR: Final = "0.85"
