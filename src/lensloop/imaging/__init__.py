@@ -15,6 +15,7 @@ The lowest layer of lensloop: it imports nothing from lensloop but :mod:`lensloo
 
 from __future__ import annotations
 
+from lensloop.imaging._atomic import atomic_write
 from lensloop.imaging.decode import (
     SUPPORTED_FORMATS,
     DecodedImage,
@@ -36,6 +37,7 @@ __all__ = [
     "ImageInfo",
     "ImageLimits",
     "ThumbnailCache",
+    "atomic_write",
     "decode_image",
     "encode_image",
     "exif_to_bytes",

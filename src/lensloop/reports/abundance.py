@@ -25,9 +25,7 @@ import csv
 import io
 import logging
 import math
-import os
 import re
-import secrets
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -393,15 +391,17 @@ def write_abundance(
             matplotlib is not installed.
         OSError: The folder cannot be created or written.
     """
+    from lensloop.imaging import atomic_write
+
     csv_path = Path(csv_path)
     if csv_path.suffix.lower() != ".csv":
         raise ConfigError(f"the abundance report must be a .csv file; got {csv_path}")
     png_path = csv_path.with_suffix(".png") if plot else None
     png = _draw(table) if plot else None
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(csv_path, _csv_bytes(table))
+    atomic_write(csv_path, _csv_bytes(table), overwrite=True)
     if png_path is not None and png is not None:
-        _atomic_write(png_path, png)
+        atomic_write(png_path, png, overwrite=True)
     logger.info("wrote %s%s", csv_path, f" and {png_path}" if png_path else "")
     return csv_path, png_path
 
@@ -422,19 +422,6 @@ def _csv_bytes(table: AbundanceTable) -> bytes:
         if count:
             writer.writerow([group, UNCLASSIFIED, 0, 0, count])
     return buffer.getvalue().encode("utf-8")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder, then :func:`os.replace`."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _shorten(name: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,8 +78,8 @@ def write_html_report(path: Path, title: str, sections: Sequence[Section]) -> Pa
             else:
                 parts.append(f'<p class="meta">(figure missing: {html.escape(str(figure))})</p>')
     parts.append("</body></html>")
+    from lensloop.imaging import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    atomic_write(path, ("\n".join(parts) + "\n").encode("utf-8"), overwrite=True)
     return path

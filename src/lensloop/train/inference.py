@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -367,26 +368,27 @@ def predict_project(
 
 def write_predictions_csv(rows: Iterable[dict[str, Any]], classes: list[str], path: Path) -> Path:
     """Write predictions as CSV: id/uri, predicted, confidence, uncertainty, actual, p_<class>."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+    from lensloop.imaging import atomic_write
+
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(
+        ["image", "uri", "predicted", "confidence", "uncertainty", "actual"]
+        + [f"p_{c}" for c in classes]
+    )
+    for row in rows:
+        probs = row["probabilities"]
         writer.writerow(
-            ["image", "uri", "predicted", "confidence", "uncertainty", "actual"]
-            + [f"p_{c}" for c in classes]
+            [
+                row.get("image_id", ""),
+                row.get("uri", ""),
+                row["predicted"],
+                f"{row['confidence']:.6f}",
+                f"{row['uncertainty']:.6f}",
+                row.get("actual") or "",
+            ]
+            + [f"{probs.get(c, 0.0):.6f}" for c in classes]
         )
-        for row in rows:
-            probs = row["probabilities"]
-            writer.writerow(
-                [
-                    row.get("image_id", ""),
-                    row.get("uri", ""),
-                    row["predicted"],
-                    f"{row['confidence']:.6f}",
-                    f"{row['uncertainty']:.6f}",
-                    row.get("actual") or "",
-                ]
-                + [f"{probs.get(c, 0.0):.6f}" for c in classes]
-            )
-    temporary.replace(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, buffer.getvalue().encode("utf-8"), overwrite=True)
     return path
