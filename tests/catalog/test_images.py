@@ -129,3 +129,14 @@ def test_assign_splits_leaves_assigned_images_alone(db_url: str) -> None:
     assert counts == {}
     assert set(_split_of(catalog).values()) == {"train"}
     catalog.close()
+
+
+def test_metadata_text_groups_equal_values_together() -> None:
+    from lensloop.catalog.images import metadata_text
+
+    assert metadata_text(5.0) == "5"
+    assert metadata_text(5) == "5"
+    assert metadata_text(2.5) == "2.5"
+    assert metadata_text("Fe") == "Fe"
+    assert metadata_text("  ") is None
+    assert metadata_text(None) is None

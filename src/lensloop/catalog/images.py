@@ -25,8 +25,10 @@ __all__ = [
     "assign_splits",
     "clear_failures",
     "ensure_samples",
+    "in_chunks",
     "lookup_sha256",
     "lookup_uris",
+    "metadata_text",
     "record_failures",
 ]
 
@@ -34,9 +36,24 @@ _CHUNK = 900  # stays under every SQLite build's bound-parameter limit
 _T = TypeVar("_T")
 
 
-def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+def in_chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    """Slices of ``items`` small enough for one ``IN (...)`` clause on any database."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def metadata_text(value: object) -> str | None:
+    """A metadata value as text for grouping: ``None`` if missing or blank, ``5.0`` as ``"5"``.
+
+    CSV metadata often turns integer codes into floats; grouping by ``5`` and ``5.0``
+    separately would split one group in two.
+    """
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return text if text.strip() else None
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ class NewImage:
 def lookup_uris(session: Session, uris: Sequence[str]) -> dict[str, str]:
     """Return ``{uri: sha256}`` for the given URIs that are already in the catalog."""
     found: dict[str, str] = {}
-    for chunk in _chunks(list(dict.fromkeys(uris))):
+    for chunk in in_chunks(list(dict.fromkeys(uris))):
         rows = session.execute(select(Image.uri, Image.sha256).where(Image.uri.in_(chunk)))
         found.update({uri: sha for uri, sha in rows})
     return found
@@ -79,7 +96,7 @@ def lookup_uris(session: Session, uris: Sequence[str]) -> dict[str, str]:
 def lookup_sha256(session: Session, digests: Sequence[str]) -> dict[str, int]:
     """Return ``{sha256: image_id}`` for the given digests that are already in the catalog."""
     found: dict[str, int] = {}
-    for chunk in _chunks(list(dict.fromkeys(digests))):
+    for chunk in in_chunks(list(dict.fromkeys(digests))):
         rows = session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(chunk)))
         found.update({sha: image_id for sha, image_id in rows})
     return found
@@ -89,7 +106,7 @@ def ensure_samples(session: Session, names: Iterable[str]) -> dict[str, int]:
     """Return ``{name: sample_id}``, creating the samples that do not exist yet."""
     wanted = list(dict.fromkeys(names))
     found: dict[str, int] = {}
-    for chunk in _chunks(wanted):
+    for chunk in in_chunks(wanted):
         rows = session.execute(select(Sample.name, Sample.id).where(Sample.name.in_(chunk)))
         found.update({name: sample_id for name, sample_id in rows})
     missing = [name for name in wanted if name not in found]
@@ -154,7 +171,7 @@ def record_failures(session: Session, failures: Sequence[tuple[str, str]]) -> No
         return
     latest = dict(failures)
     existing: set[str] = set()
-    for chunk in _chunks(list(latest)):
+    for chunk in in_chunks(list(latest)):
         existing.update(
             session.scalars(select(IngestFailure.uri).where(IngestFailure.uri.in_(chunk)))
         )
@@ -176,7 +193,7 @@ def record_failures(session: Session, failures: Sequence[tuple[str, str]]) -> No
 
 def clear_failures(session: Session, uris: Sequence[str]) -> None:
     """Forget earlier failures of files that have now been ingested."""
-    for chunk in _chunks(list(uris)):
+    for chunk in in_chunks(list(uris)):
         session.execute(delete(IngestFailure).where(IngestFailure.uri.in_(chunk)))
 
 
@@ -230,6 +247,6 @@ def assign_splits(
             start += count
         assigned["train"].extend(id_of[d] for d in ordered[start:])
     for split, ids in assigned.items():
-        for chunk in _chunks(ids):
+        for chunk in in_chunks(ids):
             session.execute(update(Image).where(Image.id.in_(chunk)).values(split=split))
     return {split: len(ids) for split, ids in assigned.items()}

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import select
 
+from lensloop.catalog.images import metadata_text
 from lensloop.catalog.labels import current_class_paths, roll_up
 from lensloop.catalog.models import Image, ModelVersion, Prediction, Sample
 from lensloop.errors import ConfigError
@@ -267,7 +268,7 @@ def _groups(session: Session, by: str) -> dict[int, str]:
         for image_id, meta in session.execute(select(Image.id, Image.meta)).yield_per(_YIELD_PER):
             meta = meta or {}
             seen_keys.update(meta)
-            text = _text(meta.get(by))
+            text = metadata_text(meta.get(by))
             found = found or text is not None
             groups[image_id] = text if text is not None else NO_GROUP
     if not groups:
@@ -280,16 +281,6 @@ def _groups(session: Session, by: str) -> dict[int, str]:
             f"present: {keys})"
         )
     return groups
-
-
-def _text(value: object) -> str | None:
-    """A metadata value as group text: None for missing or blank, ``5.0`` as ``"5"``."""
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value)
-    return text if text.strip() else None
 
 
 def _predicted(session: Session, version: int) -> dict[int, str]:

@@ -8,7 +8,6 @@ image ids are written in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import func, select
 
+from lensloop.catalog.images import in_chunks, metadata_text
 from lensloop.catalog.labels import current_class_paths, roll_up
 from lensloop.catalog.models import (
     Annotation,
@@ -35,7 +35,6 @@ from lensloop.select.strategy import Pool, Strategy, choose
 
 __all__ = ["ClassLabels", "RoundResult", "SelectedImage", "class_labels", "select_round"]
 
-_CHUNK = 900
 _STRATEGY_COLUMN = 64
 
 
@@ -83,10 +82,6 @@ def class_labels(project: Project, *, depth: int | None = None) -> ClassLabels:
     return ClassLabels(names, {i: index[p] for i, p in paths.items()})
 
 
-def _in_chunks(ids: Sequence[int]) -> list[Sequence[int]]:
-    return [ids[s : s + _CHUNK] for s in range(0, len(ids), _CHUNK)]
-
-
 def _metadata_groups(
     project: Project, ids: npt.NDArray[np.int64], key: str
 ) -> npt.NDArray[np.object_]:
@@ -94,7 +89,7 @@ def _metadata_groups(
     values: dict[int, object] = {}
     seen_keys: set[str] = set()
     with project.catalog.reader() as session:
-        for chunk in _in_chunks(ids.tolist()):
+        for chunk in in_chunks(ids.tolist()):
             if key == "sample":
                 rows = session.execute(
                     select(Image.id, Sample.name)
@@ -116,7 +111,7 @@ def _metadata_groups(
             f"no image has a value for the balance key {key!r}; metadata keys present: {keys} "
             f"(also: sample, {PREDICTED})"
         )
-    return np.array([_text(values.get(int(i))) for i in ids], dtype=object)
+    return np.array([metadata_text(values.get(int(i))) for i in ids], dtype=object)
 
 
 def _stored_probabilities(
@@ -162,14 +157,6 @@ def _stored_probabilities(
                 matrix[r, column[name]] = p
     assert version is not None
     return matrix, classes, int(version)
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def select_round(
@@ -242,7 +229,7 @@ def select_round(
     picked = [int(ids[r]) for r in chosen.indices]
     with project.catalog.reader() as session:
         uris: dict[int, str] = {}
-        for chunk in _in_chunks(picked):
+        for chunk in in_chunks(picked):
             rows_ = session.execute(select(Image.id, Image.uri).where(Image.id.in_(chunk)))
             uris.update({image_id: uri for image_id, uri in rows_})
     images = [
