@@ -124,3 +124,14 @@ def test_selection_reads_stored_predictions(released: Project) -> None:
         stored = {row.image_id: row.uncertainty for row in session.scalars(select(Prediction))}
     unlabelled = sorted((i for i in stored if i > 24), key=lambda i: (-(stored[i] or 0.0), i))
     assert [i.image_id for i in after.images] == unlabelled[:2]
+
+
+def test_a_card_that_disagrees_with_its_head_is_refused(released: Project, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(released.models_dir / "v1", tmp_path / "edited"))
+    card = json.loads((copy / "card.json").read_text())
+    card["input"]["dim"] += 1
+    (copy / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match="but its card says"):
+        init_model(copy, settings=released.settings)
+    model = init_model("latest", project=released)
+    assert model.head.dim == card["input"]["dim"] - 1

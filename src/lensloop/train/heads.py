@@ -19,7 +19,16 @@ import numpy.typing as npt
 from lensloop.errors import ConfigError
 from lensloop.train.config import TrainConfig
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "FittedHead", "export_head", "fit_head", "verify_head"]
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "FittedHead",
+    "OnnxHead",
+    "export_head",
+    "fit_head",
+    "run_head",
+    "verify_head",
+]
 
 INPUT_NAME = "embedding"
 OUTPUT_NAME = "probabilities"
@@ -171,32 +180,49 @@ def export_head(head: FittedHead, path: Path) -> Path:
     return path
 
 
-def run_head(path: Path, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """Run an exported head in ONNX Runtime: ``(N, D)`` embeddings -> ``(N, C)``."""
-    import onnxruntime as ort  # type: ignore[import-untyped]
+class OnnxHead:
+    """An exported head opened once in ONNX Runtime: ``(N, D)`` embeddings -> ``(N, C)``.
 
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for bad files
-        raise ConfigError(
-            f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]}); the "
-            "file is corrupt or not a lensloop model"
-        ) from exc
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
-    inputs = session.get_inputs()
-    expected = inputs[0].shape[1] if len(inputs) == 1 and len(inputs[0].shape) == 2 else None
-    if expected is None or inputs[0].name != INPUT_NAME:
-        raise ConfigError(
-            f"{path} is not a lensloop classifier head (it takes {[i.name for i in inputs]}); "
-            "pass a model released by `lensloop train`"
-        )
-    if data.ndim != 2 or data.shape[1] != expected:
-        raise ConfigError(
-            f"{path} takes {expected}-d embeddings but received shape {data.shape}; were "
-            "they computed with the backbone named in the model card?"
-        )
-    (probs,) = session.run([OUTPUT_NAME], {INPUT_NAME: data})
-    return np.asarray(probs, dtype=np.float32)
+    Raises:
+        ConfigError: On opening, a corrupt file or a model that is not a lensloop head; on
+            calling, embeddings of the wrong shape.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        self.path = path
+        try:
+            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            raise ConfigError(
+                f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]}); the "
+                "file is corrupt or not a lensloop model"
+            ) from exc
+        inputs = self._session.get_inputs()
+        dim = inputs[0].shape[1] if len(inputs) == 1 and len(inputs[0].shape) == 2 else None
+        if dim is None or inputs[0].name != INPUT_NAME:
+            raise ConfigError(
+                f"{path} is not a lensloop classifier head (it takes "
+                f"{[i.name for i in inputs]}); pass a model released by `lensloop train`"
+            )
+        self.dim = dim
+
+    def __call__(self, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """``(N, C)`` probabilities for ``(N, D)`` embeddings."""
+        data = np.ascontiguousarray(vectors, dtype=np.float32)
+        if data.ndim != 2 or data.shape[1] != self.dim:
+            raise ConfigError(
+                f"{self.path} takes {self.dim}-d embeddings but received shape {data.shape}; "
+                "were they computed with the backbone named in the model card?"
+            )
+        (probs,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: data})
+        return np.asarray(probs, dtype=np.float32)
+
+
+def run_head(path: Path, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Open an exported head and run it once (see :class:`OnnxHead` to run it often)."""
+    return OnnxHead(path)(vectors)
 
 
 def verify_head(head: FittedHead, path: Path, vectors: npt.ArrayLike) -> float:

@@ -18,7 +18,7 @@ import io
 import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from lensloop.errors import ConfigError, NotFoundError
 from lensloop.project import Project
 from lensloop.settings import Settings
 from lensloop.tasks.classify import TASK, postprocess
-from lensloop.train.heads import run_head
+from lensloop.train.heads import OnnxHead
 from lensloop.train.registry import CARD_FILE, resolve_model
 
 __all__ = [
@@ -72,30 +72,24 @@ class ImagePrediction:
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded classifier: its card and the ONNX head, ready to predict."""
+    """A loaded classifier: its card and the ONNX head, opened once, ready to predict."""
 
     folder: Path
     card: dict[str, Any]
     version: int | None
+    head: OnnxHead = field(repr=False, compare=False)
 
     @property
     def classes(self) -> list[str]:
         """Output classes, in column order."""
         return list(self.card["classes"])
 
-    @property
-    def head_path(self) -> Path:
-        """The ONNX head."""
-        return self.folder / str(self.card["onnx"]["file"])
-
     def predict_vectors(self, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """``(N, C)`` probabilities for ``(N, D)`` embeddings of the card's backbone."""
         data = np.asarray(vectors, dtype=np.float32)
         if data.shape[0] == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        blocks = [
-            run_head(self.head_path, data[s : s + _BLOCK]) for s in range(0, len(data), _BLOCK)
-        ]
+        blocks = [self.head(data[s : s + _BLOCK]) for s in range(0, len(data), _BLOCK)]
         return np.concatenate(blocks)
 
     def predict(
@@ -240,10 +234,13 @@ def init_model(
             f"the model in {folder} is a {card['task']!r} model; this needs a {task!r} model"
         )
     cached = _cached_copy(folder, card, settings.cache_dir)
-    loaded = Model(folder=cached, card=card, version=version)
-    dim = int(card["input"]["dim"])
-    loaded.predict_vectors(np.zeros((1, dim), dtype=np.float32))  # fails early if corrupt
-    return loaded
+    head = OnnxHead(cached / str(card["onnx"]["file"]))  # a corrupt file fails here
+    if head.dim != int(card["input"]["dim"]):
+        raise ConfigError(
+            f"the model in {folder} takes {head.dim}-d embeddings but its card says "
+            f"{card['input']['dim']}; the folder was changed by hand"
+        )
+    return Model(folder=cached, card=card, version=version, head=head)
 
 
 def predict(
