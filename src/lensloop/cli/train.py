@@ -219,10 +219,7 @@ def predict(
     from lensloop.train.inference import init_model, predict_project, write_predictions_csv
 
     with open_project(directory) as project, progress_bar("predicting") as progress:
-        ref: str | Path | None = model
-        if model is not None and Path(model).is_dir():
-            ref = Path(model)
-        loaded = init_model(ref if ref is not None else _default_ref(project), project=project)
+        loaded = init_model(model, project=project)  # a version, an alias or a folder
         if images:
             found = loaded.predict(list(images), project_root=project.root)
             rows = [
@@ -277,9 +274,3 @@ def predict(
                 f" run `lensloop embed {directory}` and predict again"
             )
     out.print(f"written to {target}", highlight=False)
-
-
-def _default_ref(project: Any) -> str:
-    from lensloop.train.registry import resolve_model
-
-    return str(resolve_model(project, None).version)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lensloop.errors import ConfigError
+from lensloop.select.probe import PROBE_C
 
 __all__ = ["TrainConfig", "load_train_config", "save_train_config"]
 
@@ -43,7 +44,7 @@ class TrainConfig(BaseModel):
     head: Literal["logistic", "mlp"] = "logistic"
     backbone: str = DEFAULT_BACKBONE
     depth: int | None = Field(default=None, ge=1)
-    c: float = Field(default=100.0, gt=0)
+    c: float = Field(default=PROBE_C, gt=0)
     hidden: int = Field(default=256, ge=1)
     max_iter: int = Field(default=1000, ge=1)
     class_weight: Literal["balanced", "none"] = "balanced"

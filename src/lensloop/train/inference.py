@@ -197,7 +197,7 @@ def _cached_copy(folder: Path, card: dict[str, Any], cache_dir: Path) -> Path:
 
 
 def init_model(
-    model: str | int | Path = "latest",
+    model: str | int | Path | None = None,
     *,
     project: Project | None = None,
     settings: Settings | None = None,
@@ -207,7 +207,8 @@ def init_model(
 
     Args:
         model: A version number or alias (``latest``, ``champion``) of ``project``'s
-            registry, or the path of a released model folder (``models/vN``).
+            registry, or the path of a released model folder (``models/vN``); ``None``
+            means the champion, else the latest version.
         project: The project whose registry holds ``model`` (not needed for a path).
         settings: Where the user cache is (default: from the environment).
         task: The task the caller needs; a model of another task is refused.
