@@ -62,3 +62,9 @@ class Settings(BaseSettings):
         "decides from the file count and sizes.",
     )
     log_level: str = Field(default="WARNING", description="Logging level of the CLI.")
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI for training runs (e.g. http://mlflow.example.org:5000); "
+        "overrides the project's [tracking] mlflow_uri; 'off' disables tracking. Unset: a "
+        "local store in the project's runs/ folder when MLflow is installed.",
+    )

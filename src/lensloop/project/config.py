@@ -14,6 +14,14 @@ Example of the file ``lensloop init`` writes::
     classes = ["diatom", "dinoflagellate"]  # declared classes (may be empty)
     closed = true        # true: labels outside `classes` are refused; false: new ones are added
     depth = 2            # taxonomy level used as "the class" (absent: deepest level)
+
+    [tracking]           # optional: where training runs are tracked (MLflow)
+    mlflow_uri = "http://mlflow.example.org:5000"  # a team server; "off" disables tracking
+    # absent: runs/mlflow.db in the project when MLflow is installed, else the catalog only;
+    # the environment variable LENSLOOP_MLFLOW_URI overrides it
+
+A relative SQLite path in ``mlflow_uri`` (``sqlite:///runs/team.db``) is inside the project
+folder, as for the catalog.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ __all__ = [
     "ProjectConfig",
     "ProjectSection",
     "Task",
+    "TrackingConfig",
     "load_config",
     "save_config",
 ]
@@ -78,12 +87,31 @@ class LabelsConfig(_Section):
         return value
 
 
+class TrackingConfig(_Section):
+    """``[tracking]``: the MLflow tracking URI (see :mod:`lensloop.train.tracking`).
+
+    ``None`` (the key absent) means the default: a local store in the project's ``runs/``
+    folder when MLflow is installed, the catalog only when it is not. ``"off"`` disables
+    tracking. The environment variable ``LENSLOOP_MLFLOW_URI`` takes precedence.
+    """
+
+    mlflow_uri: str | None = None
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return value.strip() or None
+
+
 class ProjectConfig(_Section):
     """The whole ``lensloop.toml``."""
 
     project: ProjectSection
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 def load_config(path: Path) -> ProjectConfig:
@@ -109,8 +137,12 @@ def load_config(path: Path) -> ProjectConfig:
 
 
 def save_config(config: ProjectConfig, path: Path) -> None:
-    """Write a ``lensloop.toml`` atomically (a temp file renamed over the old one)."""
+    """Write a ``lensloop.toml`` atomically (a temp file renamed over the old one).
+
+    Sections with nothing to write (``[tracking]`` without a URI) are left out.
+    """
     data = config.model_dump(mode="json", exclude_none=True)
+    data = {key: value for key, value in data.items() if value != {}}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
     tmp.replace(path)
