@@ -103,3 +103,28 @@ def test_predict_stores_and_writes_csv(project_dir: Path, tmp_path: Path) -> Non
     files = lensloop("predict", copy, "--images", image, "--out", tmp_path / "f.csv")
     assert files.returncode == 0, files.stderr
     assert (tmp_path / "f.csv").read_text().count("\n") == 2
+
+
+def test_finetune_from_the_command_line_repeats_from_its_saved_config(
+    project_dir: Path,
+) -> None:
+    small = ("--arch", "resnet18", "--weights", "none", "--input-size", "32", "--epochs", "2")
+    first = lensloop("train", project_dir, "--method", "finetune", *small, "--json")
+    assert first.returncode == 0, first.stderr
+    one = json.loads(first.stdout)
+    assert len(one["metrics"]["history"]) <= 2  # --epochs is the finetune epochs here
+    folder = project_dir / "models" / f"v{one['version']}"
+    card = json.loads((folder / "card.json").read_text())
+    assert (card["method"], card["input"]["kind"], card["input"]["size"]) == (
+        "finetune",
+        "image",
+        32,
+    )
+    again = lensloop("train", project_dir, "--config", folder / "config.yaml", "--json")
+    assert again.returncode == 0, again.stderr
+    two = json.loads(again.stdout)
+    assert two["version"] == one["version"] + 1
+    assert two["metrics"]["history"] == one["metrics"]["history"]  # same settings, same run
+    predicted = lensloop("predict", project_dir, "--model", str(two["version"]), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["predicted"] == 24

@@ -22,6 +22,7 @@ from lensloop.project.ingest import IngestOptions, ingest
 from lensloop.select.rounds import select_round
 from lensloop.select.strategy import parse_strategy
 from lensloop.train.config import TrainConfig
+from lensloop.train.heads import OnnxHead
 from lensloop.train.inference import init_model, predict_project, write_predictions_csv
 from lensloop.train.probe import train_probe
 
@@ -134,4 +135,5 @@ def test_a_card_that_disagrees_with_its_head_is_refused(released: Project, tmp_p
     with pytest.raises(ConfigError, match="but its card says"):
         init_model(copy, settings=released.settings)
     model = init_model("latest", project=released)
-    assert model.head.dim == card["input"]["dim"] - 1
+    assert isinstance(model.runner, OnnxHead)
+    assert model.runner.dim == card["input"]["dim"] - 1

@@ -19,8 +19,9 @@ from lensloop.project import Project
 from lensloop.project.ingest import IngestOptions, ingest
 from lensloop.tasks.classify import load_embedded_labels
 from lensloop.train.config import TrainConfig, load_train_config
+from lensloop.train.evaluate import evaluate_model
 from lensloop.train.heads import run_head
-from lensloop.train.probe import evaluate_model, train_probe
+from lensloop.train.probe import train_probe
 from lensloop.train.registry import _beats, list_models, promote, resolve_model
 
 BACKBONE = MeanColourBackbone.name

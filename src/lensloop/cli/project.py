@@ -361,26 +361,50 @@ def demo(
         with progress_bar("simulating") as progress:
             simulation = simulate(project, config, progress=progress)
         print_simulation(simulation)
-        out.rule("7. train a classifier on the embeddings and release it")
+        out.rule("7. train classifiers and release them")
+        from lensloop.errors import ConfigError
         from lensloop.train.config import TrainConfig
+        from lensloop.train.evaluate import evaluate_model
         from lensloop.train.inference import init_model, predict_project
-        from lensloop.train.probe import evaluate_model, train_probe
+        from lensloop.train.registry import resolve_model
+        from lensloop.train.trainer import train_model
 
-        trained = train_probe(project, TrainConfig(backbone=DEFAULT_BACKBONE, cv=5))
-        val, cv = trained.metrics["val"], trained.metrics["cv"]
-        out.print(
-            f"model version {trained.model.version} ({', '.join(trained.model.aliases)}): "
-            f"val accuracy {val['accuracy']:.3f}, 5-fold accuracy {cv['accuracy_mean']:.3f} "
-            f"± {cv['accuracy_std']:.3f}; released to {trained.model.folder}",
-            highlight=False,
-        )
-        out.rule("8. evaluate on the test split, predict every image")
-        tested = evaluate_model(project, str(trained.model.version), split="test")
+        trained = [train_model(project, TrainConfig(backbone=DEFAULT_BACKBONE, cv=5))]
+        try:
+            with progress_bar("fine-tuning EfficientNet-Lite0") as update:
+                trained.append(
+                    train_model(
+                        project,
+                        TrainConfig(method="finetune"),
+                        progress=lambda _stage, done, total: update(done, total),
+                    )
+                )
+        except ConfigError as exc:  # lensloop[train] not installed: the probe is enough
+            out.print(f"fine-tuning skipped: {exc}")
+        for result in trained:
+            val = result.metrics["val"]
+            cv = result.metrics.get("cv")
+            method = result.model.config["method"]
+            out.print(
+                f"model version {result.model.version} ({method}, {result.elapsed_s:.0f} s): "
+                f"val accuracy {val['accuracy']:.3f}"
+                + (
+                    f", 5-fold accuracy {cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}"
+                    if cv
+                    else ""
+                )
+                + f"; released to {result.model.folder}",
+                highlight=False,
+            )
+        champion = resolve_model(project, "champion")
+        out.print(f"champion: version {champion.version} ({champion.config['method']})")
+        out.rule("8. evaluate the champion on the test split, predict every image")
+        tested = evaluate_model(project, str(champion.version), split="test")
         out.print(
             f"test ({tested.metrics['n']} images): accuracy {tested.metrics['accuracy']:.3f}, "
             f"macro-F1 {tested.metrics['macro_f1']:.3f}"
         )
-        model = init_model(trained.model.version, project=project)
+        model = init_model(champion.version, project=project)
         predicted = predict_project(project, model)
         out.print(f"{predicted.predicted} predictions stored ({predicted.already} already were)")
         out.rule("9. report")
@@ -398,7 +422,6 @@ def _demo_report(project: Any, simulation: Any, trained: Any, tested: Any) -> Pa
     for curve in simulation.curves:
         means = [f"{m:.3f}" for m in curve.mean("accuracy")]
         curves.append([curve.strategy, *means, f"{curve.auc('accuracy').mean():.3f}"])
-    cv = trained.metrics["cv"]
     per_class = [["class", "precision", "recall", "images"]] + [
         [name, f"{row['precision']:.3f}", f"{row['recall']:.3f}", row["support"]]
         for name, row in tested.metrics["per_class"].items()
@@ -415,15 +438,34 @@ def _demo_report(project: Any, simulation: Any, trained: Any, tested: Any) -> Pa
             [simulation.png_path] if simulation.png_path else [],
         ),
         Section(
-            f"Model version {trained.model.version}",
+            "Models trained",
             [
-                f"Logistic probe on the embeddings; validation accuracy "
-                f"{trained.metrics['val']['accuracy']:.3f}; {cv['folds']}-fold cross-validation "
-                f"accuracy {cv['accuracy_mean']:.3f} ± {cv['accuracy_std']:.3f}."
+                "The probe is a logistic regression on the stored EfficientNet-Lite0 "
+                "embeddings; the fine-tuned model is the whole CNN trained on the images. "
+                "The champion (the better on the validation split) is scored on the test "
+                "split below."
+            ],
+            [
+                [["version", "method", "seconds", "val accuracy", "5-fold accuracy"]]
+                + [
+                    [
+                        str(r.model.version),
+                        r.model.config["method"],
+                        f"{r.elapsed_s:.0f}",
+                        f"{r.metrics['val']['accuracy']:.3f}",
+                        (
+                            f"{r.metrics['cv']['accuracy_mean']:.3f} ± "
+                            f"{r.metrics['cv']['accuracy_std']:.3f}"
+                            if "cv" in r.metrics
+                            else "-"
+                        ),
+                    ]
+                    for r in trained
+                ]
             ],
         ),
         Section(
-            "Test split",
+            f"Test split, model version {tested.version}",
             [
                 f"Accuracy {tested.metrics['accuracy']:.3f}, macro-F1 "
                 f"{tested.metrics['macro_f1']:.3f} on {tested.metrics['n']} images. The grid "

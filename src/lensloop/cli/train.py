@@ -38,11 +38,29 @@ def _per_class_table(metrics: dict[str, Any], title: str) -> Table:
 def train(
     directory: Annotated[Path, typer.Argument(help="Project folder.")],
     method: Annotated[
-        str | None, typer.Option(help="probe: a classifier on the stored embeddings.")
+        str | None,
+        typer.Option(
+            help="probe: a classifier on the stored embeddings (seconds); finetune: a CNN "
+            "trained on the images with Lightning (minutes; needs lensloop[train])."
+        ),
     ] = None,
     head: Annotated[str | None, typer.Option(help="Probe head: logistic (default) or mlp.")] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="Whose embeddings (default efficientnet-lite0).")
+        str | None, typer.Option(help="Probe: whose embeddings (default efficientnet-lite0).")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Finetune: efficientnet-lite0 (default), resnet18 or resnet50."),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Finetune: start from imagenet (default; fetched once into the user cache), "
+            "a checkpoint path or URL, or none (random)."
+        ),
+    ] = None,
+    input_size: Annotated[
+        int | None, typer.Option(min=32, help="Finetune: input side in pixels (default 128).")
     ] = None,
     depth: Annotated[
         int | None, typer.Option(min=1, help="Train on the class hierarchy rolled up to level N.")
@@ -51,7 +69,12 @@ def train(
         int | None, typer.Option(min=2, help="Also cross-validate with K stratified folds.")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Solver iterations (logistic) or epochs (mlp).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Probe: solver iterations (logistic) or epochs (mlp); finetune: most epochs "
+            "(default 30; early stopping on the val loss may end sooner).",
+        ),
     ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed of every random choice.")] = None,
     config: Annotated[
@@ -68,23 +91,34 @@ def train(
 
     The release (models/vN/) holds the ONNX model, its model card, the resolved settings,
     the metrics and a confusion matrix. `latest` moves to it; `champion` moves only if it
-    beats the champion on the same validation set.
+    beats the champion on the same validation set. Parameters, metrics per epoch and the
+    release are tracked in MLflow when it is installed (local store in runs/, or
+    LENSLOOP_MLFLOW_URI).
     """
     from lensloop.train.config import load_train_config
-    from lensloop.train.probe import train_probe
+    from lensloop.train.trainer import train_model
 
     overrides = {
         "method": method,
         "head": head,
         "backbone": backbone,
+        "arch": arch,
+        "weights": weights,
+        "input_size": input_size,
         "depth": depth,
         "cv": cv,
-        "max_iter": epochs,
         "seed": seed,
     }
     settings = load_train_config(config, overrides)
-    with open_project(directory) as project:
-        result = train_probe(project, settings)
+    if epochs is not None:  # one option, two settings: the method's own
+        field = "epochs" if settings.method == "finetune" else "max_iter"
+        settings = load_train_config(config, overrides | {field: epochs})
+    with open_project(directory) as project, progress_bar("training") as update:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            update(done, total)
+
+        result = train_model(project, settings, progress=progress)
     model, metrics = result.model, result.metrics
     if as_json:
         document = {"version": model.version, "aliases": model.aliases, "metrics": metrics}
@@ -94,6 +128,8 @@ def train(
         f"model version {model.version} ({', '.join(model.aliases)}): "
         f"{metrics['n_train']} training images, {result.elapsed_s:.1f} s"
     )
+    if "best_epoch" in metrics:
+        out.print(f"best epoch {metrics['best_epoch']} of {len(metrics['history'])} run")
     out.print(f"validation ({metrics['val']['n']} images): {_metrics_line(metrics['val'])}")
     if "cv" in metrics:
         cvm = metrics["cv"]
@@ -117,7 +153,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Score a released model: metrics, confusion matrix and a predicted-vs-actual grid."""
-    from lensloop.train.probe import evaluate_model
+    from lensloop.train.evaluate import evaluate_model
 
     if split not in ("val", "test", "train"):
         raise typer.BadParameter(f"{split!r}; valid: val, test, train", param_hint="--split")
@@ -146,6 +182,7 @@ def models(
 ) -> None:
     """List released model versions, or make one the champion."""
     from lensloop.train.registry import list_models, promote
+    from lensloop.train.tracking import sync_alias
 
     if action not in ("list", "promote"):
         raise typer.BadParameter(f"{action!r}; valid: list, promote", param_hint="ACTION")
@@ -154,7 +191,11 @@ def models(
             if version is None:
                 raise typer.BadParameter("give the VERSION to promote", param_hint="VERSION")
             promoted = promote(project, version)
-            out.print(f"version {promoted.version} is now the champion")
+            tracked = sync_alias(project, task=promoted.task, alias="champion", version=version)
+            out.print(
+                f"version {promoted.version} is now the champion"
+                + (" (also in MLflow's Model Registry)" if tracked else "")
+            )
             return
         found = list_models(project)
     rows = [
@@ -212,9 +253,10 @@ def predict(
 ) -> None:
     """Classify images with a released model; store catalog predictions and write a CSV.
 
-    Catalog images are scored from their stored embeddings; each prediction (class
-    probabilities and margin uncertainty) is recorded once per model version, and the
-    selection strategies read them. --images classifies files without storing anything.
+    Catalog images are scored from their stored embeddings (probe models) or read and
+    classified whole (finetune models); each prediction (class probabilities and margin
+    uncertainty) is recorded once per model version, and the selection strategies read
+    them. --images classifies files without storing anything.
     """
     from lensloop.train.inference import init_model, predict_project, write_predictions_csv
 
@@ -268,7 +310,12 @@ def predict(
             f"model version {summary['version']}: {summary['predicted']} images predicted, "
             f"{summary['already_predicted']} already had predictions"
         )
-        if summary["without_vectors"]:
+        if summary["without_vectors"] and loaded.kind == "image":
+            out.print(
+                f"{summary['without_vectors']} images could not be read (see the warnings "
+                "above); fix them and predict again"
+            )
+        elif summary["without_vectors"]:
             out.print(
                 f"{summary['without_vectors']} images have no vectors of the model's backbone;"
                 f" run `lensloop embed {directory}` and predict again"

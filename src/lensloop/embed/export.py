@@ -67,12 +67,13 @@ def export_onnx(
     opset: int = _DEFAULT_OPSET,
     atol: float = 1e-4,
     seed: int = 0,
+    output_name: str = OUTPUT_NAME,
 ) -> Path:
     """Export ``model`` to ONNX with dynamic batch, height and width, verified by ONNX Runtime.
 
     The model is traced in eval mode on a ``(2, 3, input_size, input_size)`` float32 input
     (its previous train/eval mode is restored afterwards). The graph's input is named
-    :data:`INPUT_NAME` and its output :data:`OUTPUT_NAME`. Before the file is moved into
+    :data:`INPUT_NAME` and its output ``output_name``. Before the file is moved into
     place, :func:`verify_onnx` compares ONNX Runtime with torch eager mode at batch 1 ×
     ``input_size`` and batch 3 × ``1.5 · input_size``.
 
@@ -85,6 +86,7 @@ def export_onnx(
         atol: Largest difference allowed between ONNX Runtime and torch, relative to the
             largest torch output when that exceeds 1 (see :func:`verify_onnx`).
         seed: Seeds the random example and test inputs.
+        output_name: Name of the graph's output (:data:`OUTPUT_NAME` by default).
 
     Returns:
         ``path``.
@@ -117,7 +119,7 @@ def export_onnx(
                     (example,),
                     dynamo=True,
                     input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
+                    output_names=[output_name],
                     dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},),
                     opset_version=opset,
                     verbose=False,

@@ -236,17 +236,19 @@ class Augment:
         theta[:, 1, 1] = cos * half_h
         theta[:, 0, 2] = centre_x
         theta[:, 1, 2] = centre_y
+        theta = theta.to(device=images.device, dtype=images.dtype)
         grid = F.affine_grid(theta, [n, 3, self.input_size, self.input_size], align_corners=False)
         views = F.grid_sample(
             images, grid, mode="bilinear", padding_mode="border", align_corners=False
         )
         # Intensity: gamma, contrast about the image mean, brightness.
+        device = images.device
         gamma = torch.exp(self._uniform(n, math.log(0.7), math.log(1.4)))[:, None, None, None]
-        views = views.clamp(0.0, 1.0) ** gamma
-        contrast = self._uniform(n, 0.7, 1.3)[:, None, None, None]
+        views = views.clamp(0.0, 1.0) ** gamma.to(device)
+        contrast = self._uniform(n, 0.7, 1.3)[:, None, None, None].to(device)
         mean = views.mean(dim=(1, 2, 3), keepdim=True)
         views = (views - mean) * contrast + mean
-        views = views + self._uniform(n, -0.2, 0.2)[:, None, None, None]
+        views = views + self._uniform(n, -0.2, 0.2)[:, None, None, None].to(device)
         views = self._blur(views)
         return views.clamp(0.0, 1.0)
 
@@ -259,7 +261,7 @@ class Augment:
         radius = 3
         offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernels = torch.exp(-(offsets[None, :] ** 2) / (2 * sigma[:, None] ** 2))
-        kernels = kernels / kernels.sum(dim=1, keepdim=True)  # (N, K)
+        kernels = (kernels / kernels.sum(dim=1, keepdim=True)).to(views.device)  # (N, K)
         out = views.clone()
         for index in torch.nonzero(chosen).flatten().tolist():
             kernel = kernels[index]

@@ -30,21 +30,25 @@ from lensloop.select.scores import margin
 
 __all__ = [
     "LabelledEmbeddings",
+    "LabelledImages",
     "classification_metrics",
     "load_embedded_labels",
+    "load_labelled_images",
     "postprocess",
 ]
 
 TASK = "classify"
+_NO_LABELS = (
+    "no labelled image; label images first (ingest with --labels-from-folders, or import labels)"
+)
 
 
 @dataclass(frozen=True)
-class LabelledEmbeddings:
-    """Every labelled image that has a vector of one embedding set.
+class LabelledImages:
+    """Labelled images with their classes and splits.
 
     Attributes:
         image_ids: ``(N,)`` int64, ascending.
-        vectors: ``(N, D)`` float32 L2-normalised embeddings.
         labels: ``(N,)`` int64 class indices into ``class_names``.
         splits: ``(N,)`` object array of ``train``, ``val``, ``test`` or ``pool``/``None``.
         class_names: The classes, sorted; a class path rolled up to ``depth``.
@@ -52,7 +56,6 @@ class LabelledEmbeddings:
     """
 
     image_ids: npt.NDArray[np.int64]
-    vectors: npt.NDArray[np.float32]
     labels: npt.NDArray[np.int64]
     splits: npt.NDArray[np.object_]
     class_names: list[str]
@@ -62,6 +65,10 @@ class LabelledEmbeddings:
         """Row indices of the images in any of ``splits``."""
         return np.flatnonzero(np.isin(self.splits.astype(str), list(splits)))
 
+    def train_rows(self) -> npt.NDArray[np.int64]:
+        """Rows a model may learn from: labelled images outside ``val`` and ``test``."""
+        return np.flatnonzero(~np.isin(self.splits.astype(str), ["val", "test"]))
+
     def fingerprint(self, rows: npt.NDArray[np.int64] | None = None) -> str:
         """sha256 of the (image id, class name) pairs of ``rows`` (default all), sorted."""
         chosen = np.arange(len(self.image_ids)) if rows is None else rows
@@ -70,6 +77,60 @@ class LabelledEmbeddings:
             name = self.class_names[int(self.labels[row])]
             digest.update(f"{int(self.image_ids[row])}\t{name}\n".encode())
         return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class LabelledEmbeddings(LabelledImages):
+    """Every labelled image that has a vector of one embedding set.
+
+    Attributes:
+        vectors: ``(N, D)`` float32 L2-normalised embeddings, row-aligned with the rest.
+    """
+
+    vectors: npt.NDArray[np.float32]
+
+
+def load_labelled_images(
+    project: Project,
+    *,
+    depth: int | None = None,
+    among: npt.NDArray[np.int64] | None = None,
+    none_found: str = _NO_LABELS,
+) -> LabelledImages:
+    """Load the labelled images' classes at ``depth`` and splits.
+
+    Args:
+        project: The project.
+        depth: Hierarchy level (``None``: the project's depth).
+        among: Only these image ids, e.g. those with vectors.
+        none_found: The error message when no image (of ``among``) is labelled.
+
+    Raises:
+        ConfigError: No labelled image, or fewer than 2 classes.
+    """
+    depth = depth if depth is not None else project.config.labels.depth
+    with project.catalog.reader() as session:
+        paths = current_class_paths(session)
+        split_of = {i: s for i, s in session.execute(select(Image.id, Image.split))}
+    candidates = paths.keys() if among is None else among.tolist()
+    ids = np.array(sorted(i for i in candidates if i in paths), dtype=np.int64)
+    if len(ids) == 0:
+        raise ConfigError(none_found)
+    classes = [roll_up(paths[int(i)], depth) for i in ids]
+    names = sorted(set(classes))
+    if len(names) < 2:
+        raise ConfigError(
+            f"every labelled image is of one class ({names[0]!r}) at depth "
+            f"{depth or 'deepest'}; a classifier needs at least 2 classes"
+        )
+    index = {name: k for k, name in enumerate(names)}
+    return LabelledImages(
+        image_ids=ids,
+        labels=np.array([index[c] for c in classes], dtype=np.int64),
+        splits=np.array([split_of.get(int(i)) for i in ids], dtype=object),
+        class_names=names,
+        depth=depth,
+    )
 
 
 def load_embedded_labels(
@@ -82,31 +143,22 @@ def load_embedded_labels(
         ConfigError: No labelled image has a vector, or fewer than 2 classes.
     """
     ids, vectors = project.embeddings(backbone)
-    depth = depth if depth is not None else project.config.labels.depth
-    with project.catalog.reader() as session:
-        paths = current_class_paths(session)
-        split_of = {i: s for i, s in session.execute(select(Image.id, Image.split))}
-    rows = np.array([r for r, i in enumerate(ids.tolist()) if i in paths], dtype=np.int64)
-    if len(rows) == 0:
-        raise ConfigError(
-            f"no labelled image has a {backbone} vector; label images (e.g. ingest with "
-            f"--labels-from-folders) and run `lensloop embed DIR --backbone {backbone}`"
-        )
-    classes = [roll_up(paths[int(ids[r])], depth) for r in rows]
-    names = sorted(set(classes))
-    if len(names) < 2:
-        raise ConfigError(
-            f"every labelled image is of one class ({names[0]!r}) at depth "
-            f"{depth or 'deepest'}; a classifier needs at least 2 classes"
-        )
-    index = {name: k for k, name in enumerate(names)}
-    return LabelledEmbeddings(
-        image_ids=ids[rows],
-        vectors=vectors[rows],
-        labels=np.array([index[c] for c in classes], dtype=np.int64),
-        splits=np.array([split_of.get(int(ids[r])) for r in rows], dtype=object),
-        class_names=names,
+    data = load_labelled_images(
+        project,
         depth=depth,
+        among=ids,
+        none_found=f"no labelled image has a {backbone} vector; label images (e.g. ingest "
+        f"with --labels-from-folders) and run `lensloop embed DIR --backbone {backbone}`",
+    )
+    row_of = {int(i): r for r, i in enumerate(ids.tolist())}
+    rows = np.array([row_of[int(i)] for i in data.image_ids], dtype=np.int64)
+    return LabelledEmbeddings(
+        image_ids=data.image_ids,
+        labels=data.labels,
+        splits=data.splits,
+        class_names=data.class_names,
+        depth=data.depth,
+        vectors=vectors[rows],
     )
 
 

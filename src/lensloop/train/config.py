@@ -24,7 +24,8 @@ class TrainConfig(BaseModel):
     """Every setting of a training run.
 
     Attributes:
-        method: ``probe`` (a classifier on the stored embeddings).
+        method: ``probe`` (a classifier on the stored embeddings) or ``finetune`` (a CNN
+            trained on the images themselves).
         head: ``logistic`` (multinomial logistic regression) or ``mlp`` (one hidden layer).
         backbone: Whose stored embeddings the probe reads.
         depth: Class hierarchy level to train on (``None``: the project's depth).
@@ -36,11 +37,26 @@ class TrainConfig(BaseModel):
             (the ``mlp`` head resamples instead); ``none`` weighs images equally.
         cv: Folds of stratified cross-validation over train + val, or ``None``.
         seed: Seed of every random choice.
+        arch: The CNN ``finetune`` trains: ``efficientnet-lite0``, ``resnet18`` or
+            ``resnet50`` (the package's own, torchvision-compatible ResNets).
+        weights: Where ``finetune`` starts: ``imagenet`` (the architecture's published
+            ImageNet weights, fetched once into the user cache), a checkpoint path or
+            http(s) URL, or ``none`` for random initialisation.
+        input_size: Side of the square ``finetune`` input, in pixels; any image is resized
+            (aspect kept, padded) to it, and the released model takes any size.
+        epochs: Most ``finetune`` epochs; early stopping may end sooner.
+        patience: Epochs without a better validation loss before ``finetune`` stops.
+        batch_size: Images per ``finetune`` step.
+        lr: ``finetune`` learning rate of the new classifier layer (AdamW, cosine
+            schedule); pretrained layers learn at a tenth of it.
+        weight_decay: AdamW weight decay of ``finetune``.
+        augment: Random crops, flips, 90-degree rotations, intensity jitter and blur
+            during ``finetune`` (what a microscope image may look like; no "up").
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["probe"] = "probe"
+    method: Literal["probe", "finetune"] = "probe"
     head: Literal["logistic", "mlp"] = "logistic"
     backbone: str = DEFAULT_BACKBONE
     depth: int | None = Field(default=None, ge=1)
@@ -50,6 +66,15 @@ class TrainConfig(BaseModel):
     class_weight: Literal["balanced", "none"] = "balanced"
     cv: int | None = Field(default=None, ge=2)
     seed: int = Field(default=0, ge=0)
+    arch: Literal["efficientnet-lite0", "resnet18", "resnet50"] = "efficientnet-lite0"
+    weights: str = "imagenet"
+    input_size: int = Field(default=128, ge=32, le=1024)
+    epochs: int = Field(default=30, ge=1)
+    patience: int = Field(default=6, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    augment: bool = True
 
 
 def load_train_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:

@@ -1,13 +1,20 @@
 """Run released classifiers: load a model, predict images, store predictions.
 
-A released model is a folder with ``card.json`` and the ONNX head it names
-(:mod:`lensloop.train.probe`). :func:`init_model` loads one by version or alias from a
-project, or from a folder path, after copying it into the user cache (keyed by the head's
-sha256, so a model on a network share is read once). :meth:`Model.predict` embeds image
-files or arrays with the backbone the card names (refusing another version of it) and
-runs the head; :func:`predict_project` scores the catalog's images from their stored
-vectors and records the predictions, with class probabilities and margin uncertainty,
-for the selection strategies to read.
+A released model is a folder with ``card.json`` and the ONNX file it names. Its card's
+``input.kind`` says what the ONNX graph takes:
+
+- ``embedding`` (``--method probe``): a head on one backbone's vectors.
+  :meth:`Model.predict` embeds image files or arrays with the backbone the card names
+  (refusing another version of it) and runs the head; :func:`predict_project` scores the
+  catalog's images from their stored vectors.
+- ``image`` (``--method finetune``): a whole CNN. Images are prepared by the package's
+  input rule (:func:`lensloop.train.onnx_image.prepare_image`); an image with another
+  channel count than the training images is refused.
+
+:func:`init_model` loads a model by version or alias from a project, or from a folder
+path, after copying it into the user cache (keyed by the ONNX file's sha256, so a model
+on a network share is read once). :func:`predict_project` records the predictions, with
+class probabilities and margin uncertainty, for the selection strategies to read.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +42,7 @@ from lensloop.project import Project
 from lensloop.settings import Settings
 from lensloop.tasks.classify import TASK, postprocess
 from lensloop.train.heads import OnnxHead
+from lensloop.train.onnx_image import OnnxImageClassifier, prepare_image
 from lensloop.train.registry import CARD_FILE, resolve_model
 
 __all__ = [
@@ -46,9 +55,13 @@ __all__ = [
     "write_predictions_csv",
 ]
 
+logger = logging.getLogger(__name__)
+
 _CARD_FORMATS = (1,)
 _BLOCK = 8192
+_IMAGE_BATCH = 32
 _CHUNK = 900
+_KINDS = ("embedding", "image")
 
 
 @dataclass(frozen=True)
@@ -72,24 +85,69 @@ class ImagePrediction:
 
 @dataclass(frozen=True)
 class Model:
-    """A loaded classifier: its card and the ONNX head, opened once, ready to predict."""
+    """A loaded classifier: its card and its ONNX graph, opened once, ready to predict.
+
+    Attributes:
+        folder: The (cached) model folder.
+        card: The model card.
+        version: Its version in the project registry (``None`` when loaded from a path).
+        runner: The ONNX session: a head on embeddings, or a whole image classifier.
+    """
 
     folder: Path
     card: dict[str, Any]
     version: int | None
-    head: OnnxHead = field(repr=False, compare=False)
+    runner: OnnxHead | OnnxImageClassifier = field(repr=False, compare=False)
 
     @property
     def classes(self) -> list[str]:
         """Output classes, in column order."""
         return list(self.card["classes"])
 
+    @property
+    def kind(self) -> str:
+        """What the ONNX graph takes: ``embedding`` or ``image``."""
+        return str(self.card["input"]["kind"])
+
     def predict_vectors(self, vectors: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """``(N, C)`` probabilities for ``(N, D)`` embeddings of the card's backbone."""
+        """``(N, C)`` probabilities for ``(N, D)`` embeddings of the card's backbone.
+
+        Raises:
+            ConfigError: The model takes images, not embeddings.
+        """
+        if not isinstance(self.runner, OnnxHead):
+            raise ConfigError(
+                "this model classifies images, not embeddings (it was trained with "
+                "--method finetune); pass images"
+            )
         data = np.asarray(vectors, dtype=np.float32)
         if data.shape[0] == 0:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
-        blocks = [self.head(data[s : s + _BLOCK]) for s in range(0, len(data), _BLOCK)]
+        blocks = [self.runner(data[s : s + _BLOCK]) for s in range(0, len(data), _BLOCK)]
+        return np.concatenate(blocks)
+
+    def predict_arrays(
+        self, images: Iterable[tuple[str, npt.NDArray[Any]]]
+    ) -> npt.NDArray[np.float32]:
+        """``(N, C)`` probabilities for ``(name, image)`` pairs (an image model).
+
+        Raises:
+            ConfigError: The model takes embeddings, or an image has an unusable shape or
+                another channel count than the training images (the message names it).
+        """
+        if not isinstance(self.runner, OnnxImageClassifier):
+            raise ConfigError("this model takes embeddings; use predict() or predict_vectors()")
+        blocks: list[npt.NDArray[np.float32]] = []
+        batch: list[npt.NDArray[np.float32]] = []
+        for name, image in images:
+            batch.append(prepare_image(image, self.card["input"], name=name))
+            if len(batch) == _IMAGE_BATCH:
+                blocks.append(self.runner(np.stack(batch)))
+                batch = []
+        if batch:
+            blocks.append(self.runner(np.stack(batch)))
+        if not blocks:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
         return np.concatenate(blocks)
 
     def predict(
@@ -99,18 +157,42 @@ class Model:
         settings: Settings | None = None,
         project_root: Path | None = None,
     ) -> list[ImagePrediction]:
-        """Embed images (files or arrays) with the card's backbone and classify them.
+        """Classify image files or arrays.
 
         Raises:
-            ConfigError: The backbone now builds another version than the model was
-                trained on, or an image cannot be read or has an unusable shape (the
-                message names it).
+            ConfigError: The backbone of an embedding model now builds another version
+                than the model was trained on, or an image cannot be read or has an
+                unusable shape or channel count (the message names it).
         """
-        from lensloop.embed.engine import l2_normalize
-        from lensloop.embed.registry import BackboneOptions, get_backbone
         from lensloop.imaging import read_image
 
         settings = settings or Settings()
+        named = []
+        for position, image in enumerate(images):
+            name = str(image) if not isinstance(image, np.ndarray) else f"array {position}"
+            try:
+                array = image if isinstance(image, np.ndarray) else read_image(Path(image))
+            except (ValueError, OSError) as exc:
+                raise ConfigError(f"cannot classify {name}: {exc}") from exc
+            named.append((name, array))
+        if not named:
+            return []
+        names = [name for name, _ in named]
+        if self.kind == "image":
+            return _as_predictions(names, self.predict_arrays(named), self.classes)
+        return _as_predictions(
+            names, self._embed_and_predict(named, settings, project_root), self.classes
+        )
+
+    def _embed_and_predict(
+        self,
+        named: list[tuple[str, npt.NDArray[Any]]],
+        settings: Settings,
+        project_root: Path | None,
+    ) -> npt.NDArray[np.float32]:
+        from lensloop.embed.engine import l2_normalize
+        from lensloop.embed.registry import BackboneOptions, get_backbone
+
         spec = self.card["input"]
         options = BackboneOptions(cache_dir=settings.cache_dir, project_root=project_root)
         backbone = get_backbone(spec["backbone"], options)
@@ -121,19 +203,13 @@ class Model:
                 f"{backbone.version}; train the model again"
             )
         prepared = []
-        names = []
-        for position, image in enumerate(images):
-            name = str(image) if not isinstance(image, np.ndarray) else f"array {position}"
+        for name, array in named:
             try:
-                array = image if isinstance(image, np.ndarray) else read_image(Path(image))
                 prepared.append(backbone.prepare(array))
             except (ValueError, OSError) as exc:
                 raise ConfigError(f"cannot classify {name}: {exc}") from exc
-            names.append(name)
-        if not prepared:
-            return []
         vectors = l2_normalize(backbone.infer(np.stack(prepared)))
-        return _as_predictions(names, self.predict_vectors(vectors), self.classes)
+        return self.predict_vectors(vectors)
 
 
 def _as_predictions(
@@ -174,6 +250,12 @@ def _read_card(folder: Path) -> dict[str, Any]:
     for key in ("task", "classes", "input", "onnx"):
         if key not in card:
             raise ConfigError(f"the model card {path} lacks {key!r}; it was edited by hand")
+    kind = card["input"].get("kind") if isinstance(card["input"], dict) else None
+    if kind not in _KINDS:
+        raise ConfigError(
+            f"the model card {path} has input kind {kind!r}; this version of lensloop runs "
+            f"{', '.join(_KINDS)}"
+        )
     return card
 
 
@@ -235,13 +317,23 @@ def init_model(
             f"the model in {folder} is a {card['task']!r} model; this needs a {task!r} model"
         )
     cached = _cached_copy(folder, card, settings.cache_dir)
-    head = OnnxHead(cached / str(card["onnx"]["file"]))  # a corrupt file fails here
-    if head.dim != int(card["input"]["dim"]):
-        raise ConfigError(
-            f"the model in {folder} takes {head.dim}-d embeddings but its card says "
-            f"{card['input']['dim']}; the folder was changed by hand"
-        )
-    return Model(folder=cached, card=card, version=version, head=head)
+    onnx_path = cached / str(card["onnx"]["file"])
+    runner: OnnxHead | OnnxImageClassifier
+    if card["input"]["kind"] == "image":
+        runner = OnnxImageClassifier(onnx_path)  # a corrupt file fails here
+        if runner.num_classes != len(card["classes"]):
+            raise ConfigError(
+                f"the model in {folder} outputs {runner.num_classes} classes but its card "
+                f"lists {len(card['classes'])}; the folder was changed by hand"
+            )
+    else:
+        runner = OnnxHead(onnx_path)  # a corrupt file fails here
+        if runner.dim != int(card["input"]["dim"]):
+            raise ConfigError(
+                f"the model in {folder} takes {runner.dim}-d embeddings but its card says "
+                f"{card['input']['dim']}; the folder was changed by hand"
+            )
+    return Model(folder=cached, card=card, version=version, runner=runner)
 
 
 def predict(
@@ -256,7 +348,16 @@ def predict(
 
 @dataclass(frozen=True)
 class PredictReport:
-    """What :func:`predict_project` did."""
+    """What :func:`predict_project` did.
+
+    Attributes:
+        version: The model version.
+        predicted: Images predicted now.
+        already: Images this version had predicted before (not predicted again).
+        without_vectors: Images an embedding model could not score (no vectors of its
+            backbone), or that an image model could not read.
+        rows: One row per scored image, for the CSV.
+    """
 
     version: int
     predicted: int
@@ -265,30 +366,89 @@ class PredictReport:
     rows: list[dict[str, Any]]
 
 
+def _score_vectors(
+    project: Project,
+    model: Model,
+    done: set[int],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[int], list[int], npt.NDArray[np.float32]]:
+    """(every image id with vectors, ids scored now, their probabilities)."""
+    spec = model.card["input"]
+    with project.catalog.reader() as session:
+        current = find_embedding_set(session, spec["backbone"], None).version
+    if current != spec["backbone_version"]:
+        raise ConfigError(
+            f"model version {model.version} reads {spec['backbone']} vectors of version "
+            f"{spec['backbone_version']}, but the project holds {current}; train again"
+        )
+    ids, vectors = project.embeddings(spec["backbone"])
+    todo = np.array([r for r, i in enumerate(ids.tolist()) if i not in done], dtype=np.int64)
+    blocks = []
+    for start in range(0, len(todo), _BLOCK):
+        blocks.append(model.predict_vectors(vectors[todo[start : start + _BLOCK]]))
+        if progress is not None:
+            progress(min(start + _BLOCK, len(todo)), len(todo))
+    probs = np.concatenate(blocks) if blocks else np.zeros((0, len(model.classes)), np.float32)
+    return [int(i) for i in ids.tolist()], [int(ids[r]) for r in todo], probs
+
+
+def _score_images(
+    project: Project,
+    model: Model,
+    done: set[int],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[int], list[int], npt.NDArray[np.float32]]:
+    """(every readable image id, ids scored now, their probabilities)."""
+    from lensloop.errors import LensloopError
+
+    with project.catalog.reader() as session:
+        every = [int(i) for i in session.scalars(select(Image.id).order_by(Image.id))]
+    todo = [i for i in every if i not in done]
+    unreadable: set[int] = set()
+    scored: list[int] = []
+    blocks = []
+    for start in range(0, len(todo), _IMAGE_BATCH):
+        batch = []
+        for image_id in todo[start : start + _IMAGE_BATCH]:
+            try:
+                batch.append((f"image {image_id}", project.read_image(image_id)))
+            except (LensloopError, OSError) as exc:
+                logger.warning("image %d cannot be read, not predicted: %s", image_id, exc)
+                unreadable.add(image_id)
+                continue
+            scored.append(image_id)
+        if batch:
+            blocks.append(model.predict_arrays(batch))
+        if progress is not None:
+            progress(min(start + _IMAGE_BATCH, len(todo)), len(todo))
+    probs = np.concatenate(blocks) if blocks else np.zeros((0, len(model.classes)), np.float32)
+    return [i for i in every if i not in unreadable], scored, probs
+
+
 def predict_project(
     project: Project,
     model: Model,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> PredictReport:
-    """Predict every catalog image that has vectors of the model's backbone; store them.
+    """Predict the catalog's images with a model of its registry; store the predictions.
 
-    Images this model version already predicted are not predicted again. Returns a row
-    per image with vectors (new and earlier predictions) for the CSV.
+    An embedding model scores every image with vectors of its backbone; an image model
+    reads every image. Images this model version already predicted are not predicted
+    again. Returns a row per scored image (new and earlier predictions) for the CSV.
 
     Raises:
-        ConfigError: The model is not a version of this project, or the project's vectors
-            of its backbone are of another version.
-        NotFoundError: No embeddings of the model's backbone.
+        ConfigError: The model is not a version of this project, the project's vectors
+            of its backbone are of another version, or an image has a channel count the
+            model was not trained on.
+        NotFoundError: No embeddings of an embedding model's backbone.
     """
     if model.version is None:
         raise ConfigError(
             "only a version of this project's registry can store predictions in its catalog; "
             "pass --model VERSION or alias (or --out alone to write a CSV)"
         )
-    spec = model.card["input"]
     with project.catalog.reader() as session:
-        current = find_embedding_set(session, spec["backbone"], None).version
         version_id = session.scalar(
             select(ModelVersion.id).where(ModelVersion.version == model.version)
         )
@@ -308,40 +468,28 @@ def predict_project(
         n_images = int(session.scalar(select(func.count()).select_from(Image)) or 0)
         uris = {image_id: uri for image_id, uri in session.execute(select(Image.id, Image.uri))}
         labels = current_class_paths(session)
-    if current != spec["backbone_version"]:
-        raise ConfigError(
-            f"model version {model.version} reads {spec['backbone']} vectors of version "
-            f"{spec['backbone_version']}, but the project holds {current}; train again"
-        )
-    ids, vectors = project.embeddings(spec["backbone"])
-    todo = np.array([r for r, i in enumerate(ids.tolist()) if i not in done], dtype=np.int64)
+    score = _score_images if model.kind == "image" else _score_vectors
+    ids, scored, probs = score(project, model, set(done), progress)
     classes = model.classes
-    new_rows: list[Prediction] = []
-    total = len(todo)
-    for start in range(0, total, _BLOCK):
-        rows = todo[start : start + _BLOCK]
-        probs = model.predict_vectors(vectors[rows])
-        for row, item in zip(
-            rows, _as_predictions([str(int(ids[r])) for r in rows], probs, classes), strict=True
-        ):
-            new_rows.append(
-                Prediction(
-                    image_id=int(ids[row]),
-                    model_version_id=version_id,
-                    payload={"task": TASK, "class": item.predicted},
-                    probabilities=item.probabilities,
-                    uncertainty=item.uncertainty,
-                )
-            )
-        if progress is not None:
-            progress(min(start + _BLOCK, total), total)
+    new_rows = [
+        Prediction(
+            image_id=image_id,
+            model_version_id=version_id,
+            payload={"task": TASK, "class": item.predicted},
+            probabilities=item.probabilities,
+            uncertainty=item.uncertainty,
+        )
+        for image_id, item in zip(
+            scored, _as_predictions([str(i) for i in scored], probs, classes), strict=True
+        )
+    ]
     for start in range(0, len(new_rows), _CHUNK * 5):
         with project.catalog.transaction() as session:
             session.add_all(new_rows[start : start + _CHUNK * 5])
     depth = model.card.get("depth")
     table: list[dict[str, Any]] = []
     stored = {r.image_id: (r.payload, r.probabilities, r.uncertainty) for r in new_rows} | done
-    for image_id in ids.tolist():
+    for image_id in ids:
         payload, probs_dict, unc = stored[image_id]
         label = labels.get(image_id)
         table.append(

@@ -1,0 +1,155 @@
+"""What every trainer shares: cross-validation folds, the model card, and the release.
+
+A release is a folder staged next to ``models/`` with the trainer's ONNX file, then
+:func:`release` adds the model card, the metrics, the resolved settings and a confusion
+matrix, registers it as the next version (:func:`lensloop.train.registry.register`), and
+hands it to experiment tracking (:mod:`lensloop.train.tracking`): the folder is logged as
+the run's ``model`` artefact and registered in MLflow's Model Registry under the same
+aliases.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lensloop import __version__
+from lensloop.errors import ConfigError
+from lensloop.project import Project
+from lensloop.tasks.classify import LabelledImages
+from lensloop.train.config import TrainConfig, save_train_config
+from lensloop.train.registry import CARD_FILE, RegisteredModel, register
+
+if TYPE_CHECKING:
+    from lensloop.train.tracking import TrackedRun
+
+__all__ = [
+    "CARD_FORMAT",
+    "card_metrics",
+    "cv_folds",
+    "release",
+    "staging_folder",
+    "summarise_folds",
+]
+
+CARD_FORMAT = 1
+
+
+def cv_folds(
+    data: LabelledImages, folds: int, seed: int
+) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """Stratified ``(fit rows, held-out rows)`` pairs over the train and val images.
+
+    Raises:
+        ConfigError: A class has fewer than ``folds`` train + val images.
+    """
+    from sklearn.model_selection import StratifiedKFold  # type: ignore[import-untyped]
+
+    rows = np.concatenate([data.train_rows(), data.rows("val")])
+    counts = np.bincount(data.labels[rows], minlength=len(data.class_names))
+    if counts.min() < folds:
+        rare = data.class_names[int(np.argmin(counts))]
+        raise ConfigError(
+            f"--cv {folds} needs at least {folds} train + val images per class; "
+            f"{rare!r} has {int(counts.min())}; lower --cv or roll up with --depth"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fit_idx, test_idx in splitter.split(rows, data.labels[rows]):
+        yield rows[fit_idx], rows[test_idx]
+
+
+def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (sample standard deviation) of each fold's accuracy and macro-F1."""
+    scores = {name: [float(m[name]) for m in per_fold] for name in ("accuracy", "macro_f1")}
+    summary: dict[str, Any] = {"folds": len(per_fold), "per_fold": scores}
+    for name, values in scores.items():
+        summary[f"{name}_mean"] = float(np.mean(values))
+        summary[f"{name}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return summary
+
+
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline metrics a model card repeats: validation, and the CV summary."""
+    summary: dict[str, Any] = {"val": {k: metrics["val"][k] for k in ("n", "accuracy", "macro_f1")}}
+    if "cv" in metrics:
+        summary["cv"] = {k: v for k, v in metrics["cv"].items() if k != "per_fold"}
+    return summary
+
+
+@contextmanager
+def staging_folder(project: Project) -> Iterator[Path]:
+    """A fresh folder under ``models/`` to build a release in; removed unless registered."""
+    project.models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=project.models_dir))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # register() moved it when it succeeded
+
+
+def release(
+    project: Project,
+    staging: Path,
+    *,
+    task: str,
+    card: dict[str, Any],
+    metrics: dict[str, Any],
+    config: TrainConfig,
+    data: LabelledImages,
+    train_rows: npt.NDArray[np.int64],
+    run: TrackedRun | None = None,
+) -> RegisteredModel:
+    """Complete a staged release (card, metrics, settings, figures) and register it.
+
+    Args:
+        project: The project whose registry receives the version.
+        staging: Folder from :func:`staging_folder` holding the trainer's ONNX file.
+        task: The task (``classify``).
+        card: The trainer's part of the model card (method, input, onnx, ...); the
+            common fields (task, classes, depth, metrics, training data, time, version)
+            are added here.
+        metrics: Everything measured; needs ``val`` (with ``confusion``) and
+            ``validation_fingerprint``.
+        config: The resolved settings, saved as ``config.yaml``.
+        data: The labelled images the run used.
+        train_rows: Rows of ``data`` the model learnt from.
+        run: The tracking run; the release is logged and registered there too.
+    """
+    from lensloop.reports import draw_confusion_matrix
+
+    full_card = {
+        "format": CARD_FORMAT,
+        "task": task,
+        **card,
+        "classes": data.class_names,
+        "depth": data.depth,
+        "metrics": card_metrics(metrics),
+        "training_data": {
+            "fingerprint": data.fingerprint(train_rows),
+            "n_images": len(train_rows),
+            "validation_fingerprint": metrics["validation_fingerprint"],
+        },
+        "created_at": datetime.now(UTC).isoformat(),
+        "lensloop_version": __version__,
+    }
+    (staging / CARD_FILE).write_text(json.dumps(full_card, indent=2) + "\n", encoding="utf-8")
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    save_train_config(config, staging / "config.yaml")
+    confusion = np.array(metrics["val"]["confusion"])
+    draw_confusion_matrix(confusion, data.class_names, staging / "confusion.png")
+    model = register(project, staging, task=task, metrics=metrics, config=config.model_dump())
+    if run is not None:
+        from lensloop.train.tracking import register_release
+
+        run.log_artifacts(model.folder)
+        register_release(project, run, task=task, version=model.version, aliases=model.aliases)
+    return model
