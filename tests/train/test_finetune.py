@@ -185,3 +185,29 @@ def test_finetune_without_lightning_says_which_extra(
     monkeypatch.setitem(sys.modules, "lightning", None)
     with pytest.raises(ConfigError, match=r"pip install 'lensloop\[train\]'"):
         train_model(labelled, TrainConfig(**SMALL))
+
+
+def test_finetune_starts_from_the_projects_ssl_encoder(labelled: Project) -> None:
+    from lensloop.embed.ssl import checkpoint_path
+    from lensloop.embed.ssl_project import train_project_encoder
+
+    with pytest.raises(ConfigError, match="no SSL encoder yet"):
+        train_finetune(labelled, TrainConfig(**SMALL | {"weights": "ssl"}))
+    encoder = train_project_encoder(labelled, epochs=1, input_size=32)
+    saved = torch.load(checkpoint_path(encoder), weights_only=True)
+    network, pretrained, mean, _std = build_classifier(
+        "efficientnet-lite0", 3, "ssl", cache_dir=labelled.settings.cache_dir,
+        project_root=labelled.root,
+    )  # fmt: skip
+    assert pretrained
+    sidecar = json.loads(encoder.with_name(encoder.name + ".json").read_text())
+    assert mean == tuple(sidecar["mean"])
+    name = next(iter(saved))
+    assert torch.equal(network.state_dict()[f"encoder.{name}"], saved[name])
+    result = train_finetune(labelled, TrainConfig(**SMALL | {"weights": "ssl"}))
+    card = json.loads((result.model.folder / "card.json").read_text())
+    assert card["arch"] == "ssl-small"
+    assert result.metrics["onnx_max_abs_diff"] < 1e-4
+    # Training the encoder again keeps the previous one, torch weights included.
+    train_project_encoder(labelled, epochs=1, input_size=32, seed=1)
+    assert len(list((encoder.parent / "previous").glob("*.pt"))) == 1

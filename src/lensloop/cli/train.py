@@ -56,7 +56,8 @@ def train(
         str | None,
         typer.Option(
             help="Finetune: start from imagenet (default; fetched once into the user cache), "
-            "a checkpoint path or URL, or none (random)."
+            "a checkpoint path or URL, none (random), or ssl (the project's self-supervised "
+            "encoder, with its own architecture)."
         ),
     ] = None,
     input_size: Annotated[

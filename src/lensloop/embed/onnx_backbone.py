@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 ONNX_PREFIX = "onnx:"
 """Registry names of the form ``onnx:PATH`` select an :class:`OnnxBackbone`."""
 
-_SIDECAR_KEYS = frozenset({"input_size", "mean", "std", "output", "version"})
+_SIDECAR_KEYS = frozenset({"input_size", "mean", "std", "output", "version", "arch"})
 _DEFAULT_SIZE = 224
 _FLOAT_TYPES: dict[str, type[np.floating[Any]]] = {
     "tensor(float)": np.float32,
@@ -91,7 +91,8 @@ def read_sidecar(model_path: Path) -> dict[str, Any]:
 
     Returns:
         The sidecar's settings (keys among ``input_size``, ``mean``, ``std``, ``output``,
-        ``version``), or ``{}`` when there is no sidecar.
+        ``version``, and ``arch``: the network's architecture, informational), or ``{}``
+        when there is no sidecar.
 
     Raises:
         ConfigError: The sidecar is not valid JSON, not an object, or has unknown keys or
@@ -120,13 +121,14 @@ def read_sidecar(model_path: Path) -> dict[str, Any]:
         "std": _is_three_numbers,
         "output": lambda v: isinstance(v, str | int) and not isinstance(v, bool),
         "version": lambda v: isinstance(v, str) and bool(v.strip()),
+        "arch": lambda v: isinstance(v, str) and bool(v.strip()),
     }
     for key, value in data.items():
         if not checks[key](value):
             raise ConfigError(
                 f"sidecar {sidecar}: {key!r} = {value!r} is invalid; expected input_size an "
-                "integer, mean and std 3 numbers each, output a name or index, version a "
-                "non-empty string"
+                "integer, mean and std 3 numbers each, output a name or index, version and "
+                "arch non-empty strings"
             )
     logger.debug("read ONNX sidecar %s: %s", sidecar, data)
     return dict(data)

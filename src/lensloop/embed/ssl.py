@@ -66,6 +66,7 @@ __all__ = [
     "SmallEncoder",
     "SslArch",
     "build_encoder",
+    "checkpoint_path",
     "nt_xent_loss",
     "train_ssl",
 ]
@@ -313,6 +314,11 @@ def _prepare_all(
     return torch.from_numpy(np.stack(prepared)) if prepared else torch.empty(0, 3, size, size)
 
 
+def checkpoint_path(onnx_path: Path) -> Path:
+    """Where :func:`train_ssl` keeps the torch weights of the encoder it exported."""
+    return Path(onnx_path).with_suffix(".pt")
+
+
 def train_ssl(
     images: Sequence[np.ndarray] | Callable[[], Iterable[np.ndarray]],
     *,
@@ -333,7 +339,10 @@ def train_ssl(
     ``(N, 3, H, W)`` normalised by the sidecar's mean/std) and ``out_path + ".json"``::
 
         {"input_size": 96, "mean": [...], "std": [...], "output": "features",
-         "version": "simclr-1-small-96px-seed0-<hash>"}
+         "arch": "small", "version": "simclr-1-small-96px-seed0-<hash>"}
+
+    and the encoder's torch weights at :func:`checkpoint_path` (``out_path`` with the suffix
+    ``.pt``), from which ``lensloop train --method finetune --weights ssl`` starts.
 
     which :class:`~lensloop.embed.onnx_backbone.OnnxBackbone` reads. ``mean`` and ``std``
     are the per-channel statistics of the prepared training images. Everything random
@@ -430,6 +439,8 @@ def train_ssl(
 
     out_path = Path(out_path)
     export_onnx(encoder, out_path, input_size=input_size, seed=seed)
+    # The torch weights too, so fine-tuning can start from this encoder (--weights ssl).
+    torch.save(encoder.state_dict(), checkpoint_path(out_path))
     mean_list = [round(float(v), 6) for v in mean]
     std_list = [round(float(v), 6) for v in std]
     from lensloop.embed.weights import file_sha256
@@ -439,6 +450,7 @@ def train_ssl(
         "mean": mean_list,
         "std": std_list,
         "output": OUTPUT_NAME,
+        "arch": arch,
         "version": f"{SSL_VERSION}-{arch}-{input_size}px-seed{seed}-{file_sha256(out_path)[:8]}",
     }
     sidecar_path = out_path.with_name(out_path.name + ".json")

@@ -1,10 +1,11 @@
 """Train a project's self-supervised encoder on its own images (``--backbone ssl``).
 
 The encoder lives at ``DIR/models/ssl/encoder.onnx`` with its sidecar
-``encoder.onnx.json``; the ``ssl`` backbone reads it from there. Training again never
-silently replaces an encoder whose vectors may be stored: the previous one is kept under
-``models/ssl/previous/<version>.onnx`` (its vectors stay in their own embedding set, under
-their own version).
+``encoder.onnx.json`` and its torch weights ``encoder.pt``; the ``ssl`` backbone reads it
+from there, and ``lensloop train --method finetune --weights ssl`` starts from it.
+Training again never silently replaces an encoder whose vectors may be stored: the
+previous one is kept under ``models/ssl/previous/<version>.onnx`` (with its sidecar and
+torch weights; its vectors stay in their own embedding set, under their own version).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def _archive(encoder: Path) -> None:
     shutil.move(str(encoder), target)
     if sidecar.is_file():
         shutil.move(str(sidecar), target.with_name(target.name + ".json"))
+    if encoder.with_suffix(".pt").is_file():
+        shutil.move(str(encoder.with_suffix(".pt")), target.with_suffix(".pt"))
     _log.info("previous ssl encoder kept at %s", target)
 
 
@@ -100,4 +103,5 @@ def train_project_encoder(
     _archive(final)
     staging.replace(final)
     staging.with_name(staging.name + ".json").replace(final.with_name(final.name + ".json"))
+    staging.with_suffix(".pt").replace(final.with_suffix(".pt"))
     return final

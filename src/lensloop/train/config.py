@@ -41,7 +41,9 @@ class TrainConfig(BaseModel):
             ``resnet50`` (the package's own, torchvision-compatible ResNets).
         weights: Where ``finetune`` starts: ``imagenet`` (the architecture's published
             ImageNet weights, fetched once into the user cache), a checkpoint path or
-            http(s) URL, or ``none`` for random initialisation.
+            http(s) URL, ``none`` for random initialisation, or ``ssl`` for the project's
+            self-supervised encoder (``lensloop embed DIR --backbone ssl --train-epochs
+            N``; its own architecture replaces ``arch``).
         input_size: Side of the square ``finetune`` input, in pixels; any image is resized
             (aspect kept, padded) to it, and the released model takes any size.
         epochs: Most ``finetune`` epochs; early stopping may end sooner.

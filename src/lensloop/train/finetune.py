@@ -26,6 +26,7 @@ and scores each on its held-out fold.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import tempfile
@@ -102,29 +103,88 @@ class ImageClassifier(nn.Module):
         return F.softmax(self.logits(x), dim=1)
 
 
+class EncoderClassifier(nn.Module):
+    """A feature encoder (images -> pooled features) with a new linear layer ``fc``."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.fc = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits."""
+        out: Tensor = self.fc(self.encoder(x))
+        return out
+
+
+def _ssl_network(
+    num_classes: int, project_root: Path | None
+) -> tuple[str, nn.Module, tuple[float, ...], tuple[float, ...]]:
+    """The project's SSL encoder (``models/ssl/``) with a new classifier layer."""
+    from lensloop.embed.onnx_backbone import read_sidecar
+    from lensloop.embed.registry import SSL_ENCODER
+    from lensloop.embed.resnet import load_state_dict_checked
+    from lensloop.embed.ssl import build_encoder, checkpoint_path
+    from lensloop.embed.weights import load_checkpoint
+
+    if project_root is None:
+        raise ConfigError("--weights ssl needs a project (it starts from the project's encoder)")
+    onnx_path = project_root / SSL_ENCODER
+    checkpoint = checkpoint_path(onnx_path)
+    retrain = f"train it with `lensloop embed {project_root} --backbone ssl --train-epochs N`"
+    sidecar = read_sidecar(onnx_path)
+    if not sidecar:
+        raise ConfigError(f"--weights ssl: the project has no SSL encoder yet; {retrain}")
+    missing = [k for k in ("arch", "input_size", "mean", "std") if k not in sidecar]
+    if missing:
+        raise ConfigError(
+            f"--weights ssl: the sidecar of {onnx_path} lacks {', '.join(missing)} (the encoder "
+            f"was trained by an older lensloop, which kept no torch weights); {retrain}"
+        )
+    arch, size = str(sidecar["arch"]), int(sidecar["input_size"])
+    mean, std = tuple(sidecar["mean"]), tuple(sidecar["std"])
+    if not checkpoint.is_file():
+        raise ConfigError(f"--weights ssl: {checkpoint} is missing; {retrain}")
+    encoder, feature_dim = build_encoder(arch, input_size=size)  # type: ignore[arg-type]
+    load_state_dict_checked(encoder, load_checkpoint(checkpoint), source=f"checkpoint {checkpoint}")
+    return f"ssl-{arch}", EncoderClassifier(encoder, feature_dim, num_classes), mean, std
+
+
 def build_classifier(
-    arch: str, num_classes: int, weights: str, *, cache_dir: Path
+    arch: str,
+    num_classes: int,
+    weights: str,
+    *,
+    cache_dir: Path,
+    project_root: Path | None = None,
 ) -> tuple[nn.Module, bool, tuple[float, ...], tuple[float, ...]]:
     """Build the network for ``arch`` with ``num_classes`` outputs, from ``weights``.
 
     Args:
         arch: ``efficientnet-lite0``, ``resnet18`` or ``resnet50``.
         num_classes: Outputs of the new classifier layer.
-        weights: ``imagenet``, a checkpoint path or URL, or ``none``.
+        weights: ``imagenet``, a checkpoint path or URL, ``none``, or ``ssl`` (the
+            project's self-supervised encoder, whatever its architecture; ``arch`` is
+            then not used).
         cache_dir: The user cache (fetched weights are kept there).
+        project_root: The project (for ``ssl``).
 
     Returns:
         ``(network, pretrained, mean, std)``: the network maps normalised images to
         logits; ``mean``/``std`` is the normalisation its weights expect.
 
     Raises:
-        ConfigError: The weights cannot be fetched or do not fit the architecture.
+        ConfigError: The weights cannot be fetched or do not fit the architecture, or
+            the project has no SSL encoder with torch weights.
     """
     from lensloop.embed.resnet import load_state_dict_checked
     from lensloop.embed.weights import load_checkpoint
 
     source = weights.strip()
     pretrained = source.lower() != "none"
+    if source.lower() == "ssl":
+        _, network, mean, std = _ssl_network(num_classes, project_root)
+        return network, True, mean, std
     if arch == "efficientnet-lite0":
         from lensloop.embed.efficientnet import (
             EFFICIENTNET_SPEC,
@@ -159,8 +219,10 @@ def build_classifier(
     )
 
 
-def _new_layer_prefix(arch: str) -> str:
-    return "_fc." if arch == "efficientnet-lite0" else "fc."
+def _new_layer_prefix(arch: str, weights: str) -> str:
+    if weights.strip().lower() != "ssl" and arch == "efficientnet-lite0":
+        return "_fc."
+    return "fc."  # the ResNets and EncoderClassifier
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -301,7 +363,7 @@ def _lightning_module(
                 self.log(name, value, prog_bar=False)
 
         def configure_optimizers(self) -> Any:
-            prefix = "network." + _new_layer_prefix(arch)
+            prefix = "network." + _new_layer_prefix(arch, config.weights)
             new: list[nn.Parameter] = []
             old: list[nn.Parameter] = []
             for name, parameter in self.classifier.named_parameters():
@@ -389,7 +451,11 @@ def _fit(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         network, pretrained, mean, std = build_classifier(
-            config.arch, num_classes, config.weights, cache_dir=project.settings.cache_dir
+            config.arch,
+            num_classes,
+            config.weights,
+            cache_dir=project.settings.cache_dir,
+            project_root=project.root,
         )
         classifier = ImageClassifier(network, mean, std).train()
         module = _lightning_module(
@@ -562,7 +628,7 @@ def train_finetune(
             run.log_metrics(_final(metrics))
             card = {
                 "method": config.method,
-                "arch": config.arch,
+                "arch": _card_arch(project, config),
                 "weights": config.weights,
                 "input": {
                     "kind": "image",
@@ -590,6 +656,17 @@ def train_finetune(
                 run=run,
             )
     return TrainResult(model=model, metrics=metrics, elapsed_s=time.perf_counter() - started)
+
+
+def _card_arch(project: Project, config: TrainConfig) -> str:
+    """The architecture trained: ``config.arch``, or ``ssl-<arch>`` of the SSL encoder."""
+    if config.weights.strip().lower() != "ssl":
+        return config.arch
+    from lensloop.embed.registry import SSL_ENCODER
+
+    sidecar = project.root / SSL_ENCODER
+    loaded = json.loads(sidecar.with_name(sidecar.name + ".json").read_text(encoding="utf-8"))
+    return f"ssl-{loaded['arch']}"
 
 
 def _normalisation(classifier: nn.Module, name: str) -> list[float]:
