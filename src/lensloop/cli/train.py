@@ -113,7 +113,7 @@ def train(
     settings = load_train_config(config, overrides)
     if epochs is not None:  # one option, two settings: the method's own
         field = "epochs" if settings.method == "finetune" else "max_iter"
-        settings = load_train_config(config, overrides | {field: epochs})
+        settings = settings.model_copy(update={field: epochs})  # typer checked min=1
     with open_project(directory) as project, progress_bar("training") as update:
 
         def progress(stage: str, done: int, total: int) -> None:

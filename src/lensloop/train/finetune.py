@@ -26,7 +26,6 @@ and scores each on its held-out fold.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import tempfile
@@ -57,7 +56,13 @@ from lensloop.tasks.classify import (
 )
 from lensloop.train.config import TrainConfig
 from lensloop.train.onnx_image import OUTPUT_NAME, OnnxImageClassifier, image_channels
-from lensloop.train.release import cv_folds, release, staging_folder, summarise_folds
+from lensloop.train.release import (
+    cv_folds,
+    release,
+    staging_folder,
+    summarise_folds,
+    tracked_metrics,
+)
 
 if TYPE_CHECKING:
     from lensloop.train.probe import TrainResult
@@ -119,7 +124,7 @@ class EncoderClassifier(nn.Module):
 
 def _ssl_network(
     num_classes: int, project_root: Path | None
-) -> tuple[str, nn.Module, tuple[float, ...], tuple[float, ...]]:
+) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
     """The project's SSL encoder (``models/ssl/``) with a new classifier layer."""
     from lensloop.embed.onnx_backbone import read_sidecar
     from lensloop.embed.registry import SSL_ENCODER
@@ -147,7 +152,7 @@ def _ssl_network(
         raise ConfigError(f"--weights ssl: {checkpoint} is missing; {retrain}")
     encoder, feature_dim = build_encoder(arch, input_size=size)  # type: ignore[arg-type]
     load_state_dict_checked(encoder, load_checkpoint(checkpoint), source=f"checkpoint {checkpoint}")
-    return f"ssl-{arch}", EncoderClassifier(encoder, feature_dim, num_classes), mean, std
+    return EncoderClassifier(encoder, feature_dim, num_classes), mean, std
 
 
 def build_classifier(
@@ -183,7 +188,7 @@ def build_classifier(
     source = weights.strip()
     pretrained = source.lower() != "none"
     if source.lower() == "ssl":
-        _, network, mean, std = _ssl_network(num_classes, project_root)
+        network, mean, std = _ssl_network(num_classes, project_root)
         return network, True, mean, std
     if arch == "efficientnet-lite0":
         from lensloop.embed.efficientnet import (
@@ -625,7 +630,7 @@ def train_finetune(
                 data.labels[val_rows], predicted, data.class_names
             )
             metrics["train_s"] = round(time.perf_counter() - started, 3)
-            run.log_metrics(_final(metrics))
+            run.log_metrics(tracked_metrics(metrics))
             card = {
                 "method": config.method,
                 "arch": _card_arch(project, config),
@@ -662,23 +667,12 @@ def _card_arch(project: Project, config: TrainConfig) -> str:
     """The architecture trained: ``config.arch``, or ``ssl-<arch>`` of the SSL encoder."""
     if config.weights.strip().lower() != "ssl":
         return config.arch
+    from lensloop.embed.onnx_backbone import read_sidecar
     from lensloop.embed.registry import SSL_ENCODER
 
-    sidecar = project.root / SSL_ENCODER
-    loaded = json.loads(sidecar.with_name(sidecar.name + ".json").read_text(encoding="utf-8"))
-    return f"ssl-{loaded['arch']}"
+    return f"ssl-{read_sidecar(project.root / SSL_ENCODER)['arch']}"
 
 
 def _normalisation(classifier: nn.Module, name: str) -> list[float]:
     buffer: Tensor = getattr(classifier, name)
     return [round(float(v), 6) for v in buffer.flatten().tolist()]
-
-
-def _final(metrics: dict[str, Any]) -> dict[str, Any]:
-    tracked: dict[str, Any] = {f"val_{k}": metrics["val"][k] for k in ("accuracy", "macro_f1")}
-    if "cv" in metrics:
-        for key in ("accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std"):
-            tracked[f"cv_{key}"] = metrics["cv"][key]
-    for key in ("best_epoch", "n_train", "train_s", "onnx_max_abs_diff"):
-        tracked[key] = metrics[key]
-    return tracked

@@ -26,6 +26,7 @@ __all__ = [
     "OnnxHead",
     "export_head",
     "fit_head",
+    "open_onnx_session",
     "run_head",
     "verify_head",
 ]
@@ -180,6 +181,23 @@ def export_head(head: FittedHead, path: Path) -> Path:
     return path
 
 
+def open_onnx_session(path: Path) -> Any:
+    """Open a released ONNX file in ONNX Runtime (CPU).
+
+    Raises:
+        ConfigError: The file is missing, corrupt or not an ONNX model.
+    """
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        raise ConfigError(
+            f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]}); the "
+            "file is corrupt or not a lensloop model"
+        ) from exc
+
+
 class OnnxHead:
     """An exported head opened once in ONNX Runtime: ``(N, D)`` embeddings -> ``(N, C)``.
 
@@ -189,16 +207,8 @@ class OnnxHead:
     """
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-
         self.path = path
-        try:
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            raise ConfigError(
-                f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]}); the "
-                "file is corrupt or not a lensloop model"
-            ) from exc
+        self._session = open_onnx_session(path)
         inputs = self._session.get_inputs()
         dim = inputs[0].shape[1] if len(inputs) == 1 and len(inputs[0].shape) == 2 else None
         if dim is None or inputs[0].name != INPUT_NAME:

@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from lensloop.catalog.labels import current_class_paths, roll_up
 from lensloop.catalog.models import Image, ModelVersion, Prediction
 from lensloop.catalog.vectors import find_embedding_set
-from lensloop.errors import ConfigError, NotFoundError
+from lensloop.errors import ConfigError, LensloopError, NotFoundError
 from lensloop.project import Project
 from lensloop.settings import Settings
 from lensloop.tasks.classify import TASK, postprocess
@@ -399,8 +399,6 @@ def _score_images(
     progress: Callable[[int, int], None] | None,
 ) -> tuple[list[int], list[int], npt.NDArray[np.float32]]:
     """(every readable image id, ids scored now, their probabilities)."""
-    from lensloop.errors import LensloopError
-
     with project.catalog.reader() as session:
         every = [int(i) for i in session.scalars(select(Image.id).order_by(Image.id))]
     todo = [i for i in every if i not in done]

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lensloop.errors import ConfigError
+from lensloop.train.heads import open_onnx_session
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxImageClassifier", "image_channels", "prepare_image"]
 
@@ -71,16 +72,8 @@ class OnnxImageClassifier:
     """
 
     def __init__(self, path: Path) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-
         self.path = path
-        try:
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own exception types for bad files
-            raise ConfigError(
-                f"{path} is not a loadable ONNX model ({str(exc).splitlines()[0][:200]}); the "
-                "file is corrupt or not a lensloop model"
-            ) from exc
+        self._session = open_onnx_session(path)
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
         if (

@@ -28,7 +28,13 @@ from lensloop.tasks.classify import (
 from lensloop.train.config import TrainConfig
 from lensloop.train.heads import export_head, fit_head, verify_head
 from lensloop.train.registry import RegisteredModel
-from lensloop.train.release import cv_folds, release, staging_folder, summarise_folds
+from lensloop.train.release import (
+    cv_folds,
+    release,
+    staging_folder,
+    summarise_folds,
+    tracked_metrics,
+)
 
 __all__ = ["TrainResult", "train_probe"]
 
@@ -44,10 +50,9 @@ class TrainResult:
     elapsed_s: float
 
 
-def _cross_validate(data: LabelledEmbeddings, config: TrainConfig) -> dict[str, Any]:
-    assert config.cv is not None
+def _cross_validate(data: LabelledEmbeddings, config: TrainConfig, folds: int) -> dict[str, Any]:
     per_fold = []
-    for fit_rows, test_rows in cv_folds(data, config.cv, config.seed):
+    for fit_rows, test_rows in cv_folds(data, folds, config.seed):
         head = fit_head(
             data.vectors[fit_rows], data.labels[fit_rows], len(data.class_names), config
         )
@@ -86,7 +91,7 @@ def train_probe(project: Project, config: TrainConfig) -> TrainResult:
             "n_train": len(train_rows),
         }
         if config.cv is not None:
-            metrics["cv"] = _cross_validate(data, config)
+            metrics["cv"] = _cross_validate(data, config, config.cv)
         with project.catalog.reader() as session:
             embedding = find_embedding_set(session, config.backbone, None)
             backbone_version, dim = embedding.version, embedding.dim
@@ -96,7 +101,7 @@ def train_probe(project: Project, config: TrainConfig) -> TrainResult:
                 head, staging / HEAD_FILE, data.vectors[val_rows]
             )
             metrics["train_s"] = round(time.perf_counter() - started, 3)
-            run.log_metrics(_tracked(metrics))
+            run.log_metrics(tracked_metrics(metrics))
             card = {
                 "method": config.method,
                 "head": config.head,
@@ -121,15 +126,3 @@ def train_probe(project: Project, config: TrainConfig) -> TrainResult:
                 run=run,
             )
     return TrainResult(model=model, metrics=metrics, elapsed_s=time.perf_counter() - started)
-
-
-def _tracked(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The scalar metrics worth a tracking chart (not per-class tables or matrices)."""
-    tracked: dict[str, Any] = {f"val_{k}": metrics["val"][k] for k in ("accuracy", "macro_f1")}
-    if "cv" in metrics:
-        for key in ("accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std"):
-            tracked[f"cv_{key}"] = metrics["cv"][key]
-    for key in ("n_train", "train_s", "onnx_max_abs_diff"):
-        if key in metrics:
-            tracked[key] = metrics[key]
-    return tracked

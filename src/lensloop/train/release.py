@@ -39,6 +39,7 @@ __all__ = [
     "release",
     "staging_folder",
     "summarise_folds",
+    "tracked_metrics",
 ]
 
 CARD_FORMAT = 1
@@ -83,6 +84,18 @@ def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     if "cv" in metrics:
         summary["cv"] = {k: v for k, v in metrics["cv"].items() if k != "per_fold"}
     return summary
+
+
+def tracked_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar metrics of a run worth a tracking chart (not per-class tables or matrices)."""
+    tracked: dict[str, Any] = {f"val_{k}": metrics["val"][k] for k in ("accuracy", "macro_f1")}
+    if "cv" in metrics:
+        for key in ("accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std"):
+            tracked[f"cv_{key}"] = metrics["cv"][key]
+    for key in ("best_epoch", "n_train", "train_s", "onnx_max_abs_diff"):
+        if key in metrics:
+            tracked[key] = metrics[key]
+    return tracked
 
 
 @contextmanager
