@@ -139,3 +139,19 @@ def test_an_older_catalog_is_refused_until_migrated(db_url: str) -> None:
     assert "cluster_runs" in sa.inspect(catalog.engine).get_table_names()
     catalog.close()
     Catalog.open(db_url).close()  # now at head
+
+
+def test_migrations_build_exactly_the_models(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from lensloop.catalog.models import Base
+
+    catalog = Catalog.create(db_url)
+    try:
+        with catalog.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": False})
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        catalog.close()
+    assert differences == []

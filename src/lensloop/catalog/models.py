@@ -42,6 +42,7 @@ __all__ = [
     "Image",
     "IngestFailure",
     "LabelClass",
+    "LabelStudioTask",
     "MapLayout",
     "MapPoint",
     "ModelAlias",
@@ -50,6 +51,7 @@ __all__ = [
     "Sample",
     "SelectionItem",
     "SelectionRound",
+    "SyncState",
     "utcnow",
 ]
 
@@ -306,3 +308,36 @@ class MapPoint(Base):
     )
     x: Mapped[float] = mapped_column(Float)
     y: Mapped[float] = mapped_column(Float)
+
+
+class LabelStudioTask(Base):
+    """A Label Studio task that shows one catalog image: which server and project hold it.
+
+    ``server`` is the Label Studio base URL as given to ``lensloop labelstudio push``
+    (normalised, without a trailing slash). Pushing again updates the task it points at
+    instead of creating a second one.
+    """
+
+    __tablename__ = "labelstudio_tasks"
+    __table_args__ = (
+        UniqueConstraint("server", "project_id", "task_id", name="uq_labelstudio_tasks_task"),
+        Index("ix_labelstudio_tasks_image", "server", "project_id", "image_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server: Mapped[str] = mapped_column(String(1024))
+    project_id: Mapped[int]
+    task_id: Mapped[int]
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SyncState(Base):
+    """Where a sync with an outside system stopped (e.g. the last Label Studio pull)."""
+
+    __tablename__ = "sync_states"
+
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
