@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint pytest sysdeps venv bench clean
+.PHONY: demo test lint pytest sysdeps labelstudio venv bench clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 sysdeps:
 	bash scripts/install-sysdeps.sh
 
+# Label Studio for the annotation integration tests, in its own venv (.venv-labelstudio).
+labelstudio:
+	PYTHON='$(PYTHON)' bash scripts/install-labelstudio.sh
+
 demo: $(STAMP)
 	$(BIN)/lensloop demo demo-project
 
@@ -27,7 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
-pytest: $(STAMP) sysdeps
+pytest: $(STAMP) sysdeps labelstudio
 	$(BIN)/python -m pytest
 
 test: lint pytest
@@ -39,4 +43,4 @@ bench: $(STAMP)
 	@echo 'Longer runs: bench/bench_search.py (1M x 512, ~3 min, 5 GB), bench/bench_select.py (1M x 512, ~2 min, 4 GB), bench/bench_simulate.py (~2 min) and bench/bench_backbones.py (~5 min).'
 
 clean:
-	rm -rf $(VENV) demo-project .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-labelstudio demo-project .pytest_cache .mypy_cache .ruff_cache

@@ -15,13 +15,20 @@ from PIL import Image as PILImage
 
 from lensloop.project import Project
 from lensloop.settings import Settings
-from servers import PostgresServer, postgres_server
+from servers import LabelStudioServer, PostgresServer, labelstudio_server, postgres_server
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """One throw-away PostgreSQL server on 127.0.0.1 for the whole test session."""
     with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def ls_server() -> Iterator[LabelStudioServer]:
+    """One throw-away Label Studio on 127.0.0.1 for the whole test session (~30 s to start)."""
+    with labelstudio_server() as server:
         yield server
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -22,25 +24,33 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote, urlsplit
 
 import pytest
 
 __all__ = [
+    "LABEL_STUDIO_ENV",
     "LOOPBACK",
+    "LabelStudioServer",
     "PostgresServer",
     "assert_loopback",
     "forbid_non_loopback",
     "free_port",
+    "labelstudio_server",
     "postgres_server",
     "require_integration",
 ]
 
 LOOPBACK = "127.0.0.1"
 REQUIRE_ENV = "LENSLOOP_REQUIRE_INTEGRATION"
+LABEL_STUDIO_ENV = "LENSLOOP_LABEL_STUDIO"  # path of a label-studio executable to test against
 
 _PG_USER = "lensloop"  # the database superuser initdb creates
 _PG_SYSTEM_USER = "postgres"  # the OS user the server runs as when the tests run as root
@@ -48,6 +58,19 @@ _PG_GLOB = "/usr/lib/postgresql/*/bin"
 _START_ATTEMPTS = 3
 _LOG_TAIL_LINES = 30
 _DB_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+_LS_DEFAULT_EXE = Path(__file__).resolve().parent.parent / ".venv-labelstudio/bin/label-studio"
+_LS_EMAIL = "lensloop@example.com"  # Label Studio's --username is the user's e-mail
+_LS_PASSWORD = "lensloop-test-password"
+_LS_START_TIMEOUT_S = 180.0  # a cold first start (migrations) takes ~30 s
+_LS_POLL_S = 0.5
+_LS_STOP_TIMEOUT_S = 30.0
+_PORT_TAKEN = "port taken"
+_PORT_TAKEN_RE = re.compile(r"is (already )?in use")
+# The only variables Label Studio inherits: it reads every setting X from LABEL_STUDIO_X,
+# HEARTEX_X *or plain X*, so a developer's USERNAME, PASSWORD, HOST, PORT or DEBUG would
+# otherwise reconfigure it.
+_LS_INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 
 
 def require_integration(reason: str) -> NoReturn:
@@ -348,5 +371,254 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         try:
             _stop(pg_ctl, data_dir, as_user=as_user, cwd=tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- Label Studio -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelStudioServer:
+    """A throw-away Label Studio on 127.0.0.1 with one admin user and a known API token.
+
+    Attributes:
+        url: Base URL without a trailing slash, ``http://127.0.0.1:PORT``; Label Studio also
+            knows it as its host, so the URLs it hands out (local-files tasks, the
+            ``hostname`` it sends ML backends) name 127.0.0.1 too.
+        token: The admin's legacy API token; send ``Authorization: Token <token>``
+            (:attr:`headers`), or pass it as ``api_key`` to ``label_studio_sdk.LabelStudio``.
+        email: The admin's login (Label Studio's ``--username`` is an e-mail address).
+        password: The admin's password.
+        data_dir: ``LABEL_STUDIO_BASE_DATA_DIR``: the SQLite database, uploads, exports.
+        files_root: ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``, served because
+            ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true``. A local-files storage must
+            point at a *subfolder* (Label Studio refuses the root itself), and a file is
+            served only below such a storage's path.
+        log_path: The server's stdout and stderr.
+    """
+
+    url: str
+    token: str
+    email: str
+    password: str
+    data_dir: Path
+    files_root: Path
+    log_path: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that authenticate as the admin."""
+        return {"Authorization": f"Token {self.token}"}
+
+    def local_files_url(self, path: Path) -> str:
+        """Return the URL Label Studio serves ``path`` (a file under :attr:`files_root`) at.
+
+        It is the form Label Studio writes itself when it syncs a local-files storage:
+        ``http://127.0.0.1:PORT/data/local-files/?d=<path relative to files_root>``.
+
+        Raises:
+            ValueError: ``path`` is not under :attr:`files_root`.
+        """
+        relative = Path(path).resolve().relative_to(self.files_root.resolve())
+        return f"{self.url}/data/local-files/?d={quote(relative.as_posix())}"
+
+
+def _find_label_studio() -> Path:
+    """The ``label-studio`` executable to test against, or skip/fail by policy."""
+    configured = os.environ.get(LABEL_STUDIO_ENV)
+    if configured:
+        exe = Path(configured)
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            require_integration(
+                f"{LABEL_STUDIO_ENV}={configured!r} is not an executable file; point it at a "
+                f"label-studio executable or unset it to use {_LS_DEFAULT_EXE}"
+            )
+        return exe
+    if not (_LS_DEFAULT_EXE.is_file() and os.access(_LS_DEFAULT_EXE, os.X_OK)):
+        require_integration(
+            f"no Label Studio at {_LS_DEFAULT_EXE}; run `make labelstudio` (or set "
+            f"{LABEL_STUDIO_ENV} to a label-studio executable)"
+        )
+    return _LS_DEFAULT_EXE
+
+
+def _labelstudio_env(tmp: Path, data_dir: Path, files_root: Path) -> dict[str, str]:
+    """A clean environment with the test settings; the calls home that LS can skip are off."""
+    env = {name: os.environ[name] for name in _LS_INHERITED_ENV if name in os.environ}
+    env.update(
+        {
+            "HOME": str(tmp / "home"),  # nothing lands in the developer's ~/.local/share
+            "PYTHONUNBUFFERED": "1",  # the log tail in an error is up to date
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+            "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
+            # Token auth with the token given by --user-token (besides --enable-legacy-api-token).
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            # Let Label Studio call ML backends (ML_BLOCK_LOCAL_IP) and webhooks
+            # (SSRF_PROTECTION_ENABLED) on 127.0.0.1; both are refused by default.
+            "LABEL_STUDIO_ML_BLOCK_LOCAL_IP": "false",
+            "LABEL_STUDIO_SSRF_PROTECTION_ENABLED": "false",
+            # No PyPI version check at start, no usage analytics, no Sentry (whose DSN
+            # defaults to Label Studio's own), no image downloads while converting exports.
+            "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+            "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+            "LABEL_STUDIO_SENTRY_DSN": "",
+            "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+            "LABEL_STUDIO_CONVERTER_DOWNLOAD_RESOURCES": "false",
+        }
+    )
+    return env
+
+
+def _whoami(url: str, token: str) -> tuple[int, str]:
+    """``GET /api/current-user/whoami`` with the token: (HTTP status, e-mail or error)."""
+    request = urllib.request.Request(
+        f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = json.loads(response.read().decode("utf-8"))
+            return response.status, str(body.get("email", ""))
+    except urllib.error.HTTPError as error:
+        return error.code, error.reason
+    except (OSError, ValueError) as error:  # refused, reset, timed out, not JSON yet
+        return 0, str(error)
+
+
+def _wait_for_labelstudio(
+    process: subprocess.Popen[bytes], url: str, token: str, log_path: Path
+) -> tuple[int, str]:
+    """Poll whoami until it answers 200, the server exits or loses its port, or time runs out.
+
+    Returns:
+        The last (HTTP status, detail) from :func:`_whoami`, or ``(0, _PORT_TAKEN)``.
+    """
+    status, detail = 0, "no answer"
+    deadline = time.monotonic() + _LS_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        status, detail = _whoami(url, token)
+        if status == 200:
+            return status, detail
+        # Label Studio quietly moves to the next port when its own is taken ("Port N is in
+        # use"), and Django exits when it loses the race to bind it ("already in use").
+        if _PORT_TAKEN_RE.search(_log_tail(log_path)):
+            return 0, _PORT_TAKEN
+        if process.poll() is not None:
+            break
+        time.sleep(_LS_POLL_S)
+    return status, detail
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group the server leads, then SIGKILL what is left after 30 s."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=_LS_STOP_TIMEOUT_S)
+    # Children (none today; Django's runserver is one process) may outlive the leader.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextlib.contextmanager
+def labelstudio_server() -> Iterator[LabelStudioServer]:
+    """Start a fresh Label Studio on 127.0.0.1 for the duration of the block.
+
+    The executable is ``$LENSLOOP_LABEL_STUDIO`` if set, else
+    ``.venv-labelstudio/bin/label-studio`` (``make labelstudio`` installs it). The server
+    gets a new temp folder (data dir, local-files root, HOME), a free port of 127.0.0.1, an
+    admin user with a random legacy API token, and a clean environment that turns off the
+    PyPI version check, analytics, Sentry and export image downloads, and allows ML backends
+    and webhooks on 127.0.0.1. It answers the API about 30 s after start. On exit its process
+    group is terminated and the temp folder deleted, also when the block raises.
+
+    Yields:
+        The running server.
+
+    Raises:
+        pytest.skip.Exception: No ``label-studio`` executable, or the server did not answer
+            ``GET /api/current-user/whoami`` with the token within 180 s (pytest fails
+            instead under ``LENSLOOP_REQUIRE_INTEGRATION=1``); the message includes the
+            server log's tail.
+    """
+    exe = _find_label_studio()
+    tmp = Path(tempfile.mkdtemp(prefix="lensloop-ls-"))
+    data_dir, files_root, log_path = tmp / "data", tmp / "files", tmp / "label-studio.log"
+    for folder in (data_dir, files_root, tmp / "home"):
+        folder.mkdir()
+    token = secrets.token_hex(20)  # the shape of Label Studio's own tokens
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        url = ""
+        for _attempt in range(_START_ATTEMPTS):
+            port = free_port()
+            url = f"http://{LOOPBACK}:{port}"
+            command = [
+                str(exe),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                LOOPBACK,
+                "--port",
+                str(port),
+                "--host",
+                url,
+                "--username",
+                _LS_EMAIL,
+                "--password",
+                _LS_PASSWORD,
+                "--user-token",
+                token,
+                "--enable-legacy-api-token",
+            ]
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    command,
+                    cwd=tmp,
+                    env=_labelstudio_env(tmp, data_dir, files_root),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, stopped as a whole
+                )
+            status, detail = _wait_for_labelstudio(process, url, token, log_path)
+            if status == 200 and detail == _LS_EMAIL:
+                break
+            exit_code = process.poll()
+            _stop_group(process)
+            if detail != _PORT_TAKEN:
+                outcome = (
+                    f"exited with code {exit_code}"
+                    if exit_code is not None
+                    else f"did not answer within {_LS_START_TIMEOUT_S:.0f} s"
+                )
+                require_integration(
+                    f"Label Studio ({exe}) {outcome}: GET {url}/api/current-user/whoami with "
+                    f"its token last gave {status} {detail!r}; server log:\n"
+                    f"{_log_tail(log_path)}"
+                )
+        else:
+            require_integration(
+                f"Label Studio ({exe}) found its port taken {_START_ATTEMPTS} times; server "
+                f"log:\n{_log_tail(log_path)}"
+            )
+        server = LabelStudioServer(
+            url=url,
+            token=token,
+            email=_LS_EMAIL,
+            password=_LS_PASSWORD,
+            data_dir=data_dir,
+            files_root=files_root,
+            log_path=log_path,
+        )
+        assert_loopback(str(urlsplit(server.url).hostname))
+        yield server
+    finally:
+        try:
+            if process is not None:
+                _stop_group(process)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

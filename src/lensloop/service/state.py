@@ -1,0 +1,83 @@
+"""What one running server holds: the project, its current model, counters, the retrainer.
+
+One :class:`ServiceState` is made per app by :func:`lensloop.service.app.create_app` and
+kept on ``app.state``; nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lensloop.errors import NotFoundError
+from lensloop.service.retrain import Retrainer
+
+if TYPE_CHECKING:
+    from lensloop.project import Project
+    from lensloop.train.inference import Model
+
+__all__ = ["ServiceState"]
+
+
+@dataclass
+class ServiceState:
+    """The server's state.
+
+    Attributes:
+        project: The open project.
+        model_ref: Which model predicts: a version, an alias, or ``None`` (champion, else
+            latest), re-resolved on every request so a new release is picked up.
+        train_config: A training config file for retraining (``None``: the settings of the
+            newest release of the task, else the defaults).
+        retrain: Whether annotation webhooks start a retraining.
+        counters: Requests served, predictions made, webhooks by action.
+    """
+
+    project: Project
+    model_ref: str | None = None
+    train_config: Path | None = None
+    retrain: bool = True
+    counters: Counter[str] = field(default_factory=Counter)
+    retrainer: Retrainer = field(init=False)
+    _model: Model | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.retrainer = Retrainer(self.train)
+
+    def model(self) -> Model | None:
+        """The model that predicts now (loaded once per version), or ``None`` if none yet.
+
+        Raises:
+            ConfigError: The project's task has no pre-annotating model type yet.
+            NotFoundError: A named version or alias does not exist.
+        """
+        from lensloop.train.preannotate import current_model
+        from lensloop.train.registry import resolve_model
+
+        try:
+            version = resolve_model(self.project, self.model_ref).version
+        except NotFoundError:
+            if self.model_ref is not None:
+                raise
+            return None
+        with self._lock:
+            if self._model is None or self._model.version != version:
+                self._model = current_model(self.project, version)
+            return self._model
+
+    def train(self) -> int:
+        """Train and release a model with the configured settings; return its version."""
+        from lensloop.train.config import load_train_config
+        from lensloop.train.registry import list_models
+        from lensloop.train.trainer import train_model
+
+        settings: dict[str, Any] = {}
+        if self.train_config is None:
+            released = [m for m in list_models(self.project) if m.task == self.project.task]
+            settings = dict(released[-1].config) if released else {}
+        result = train_model(self.project, load_train_config(self.train_config, settings))
+        return result.model.version

@@ -1,0 +1,114 @@
+"""Pre-annotations: a released model's output for catalog images, ready for Label Studio.
+
+The Label Studio export and push, and the ML backend's ``/predict``, all ask the same
+question: what does the project's current model say about these images? The answer is a
+:class:`~lensloop.annotate.labelstudio.tasks.PreAnnotation` per image in the catalog's
+pixel form; the Label Studio layer turns it into results.
+
+Classification models answer from the predictions already stored for their version
+(``lensloop predict``) and predict the rest from the images' pixels. Counting and
+segmentation models plug in here when those tasks are released.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from lensloop.annotate.labelstudio.tasks import PreAnnotation
+from lensloop.catalog.images import in_chunks
+from lensloop.catalog.models import ModelVersion, Prediction
+from lensloop.errors import ConfigError, LensloopError, NotFoundError
+from lensloop.train.inference import Model, init_model
+
+if TYPE_CHECKING:
+    from lensloop.project import Project
+
+__all__ = ["current_model", "model_version_name", "preannotate"]
+
+logger = logging.getLogger(__name__)
+
+
+def model_version_name(model: Model) -> str:
+    """The ``model_version`` Label Studio shows: ``lensloop-v3`` (or the folder name)."""
+    if model.version is not None:
+        return f"lensloop-v{model.version}"
+    return f"lensloop-{model.folder.name}"
+
+
+def current_model(project: Project, model: str | int | None = None) -> Model | None:
+    """Load the model that pre-annotates for the project's task, or ``None`` if none yet.
+
+    Args:
+        project: The project.
+        model: A version or alias; ``None``: the champion, else the latest version.
+
+    Raises:
+        ConfigError: The project's task has no pre-annotations yet, or the named model is
+            unusable.
+        NotFoundError: A named version or alias does not exist.
+    """
+    if project.task != "classify":
+        raise ConfigError(
+            f"pre-annotations for {project.task!r} projects come with their models; "
+            "this version of lensloop pre-annotates classification projects"
+        )
+    try:
+        return init_model(model, project=project, task=project.task)
+    except NotFoundError:
+        if model is not None:
+            raise
+        return None  # nothing released yet: tasks go out without predictions
+
+
+def preannotate(
+    project: Project, image_ids: Sequence[int], *, model: Model
+) -> dict[int, PreAnnotation]:
+    """Return the model's pre-annotation of each image it can read.
+
+    Stored predictions of the model's version are reused; other images are read and
+    predicted. Unreadable images are logged and left out.
+    """
+    name = model_version_name(model)
+    found: dict[int, PreAnnotation] = {}
+    if model.version is not None:
+        with project.catalog.reader() as session:
+            version_id = session.scalar(
+                select(ModelVersion.id).where(ModelVersion.version == model.version)
+            )
+            for chunk in in_chunks(list(image_ids)):
+                rows = session.execute(
+                    select(Prediction.image_id, Prediction.payload, Prediction.probabilities)
+                    .where(
+                        Prediction.model_version_id == version_id,
+                        Prediction.image_id.in_(chunk),
+                    )
+                    .order_by(Prediction.id)
+                )
+                for image_id, payload, probabilities in rows:
+                    label = payload.get("class")
+                    if label is None:
+                        continue
+                    score = float((probabilities or {}).get(label, 0.0))
+                    found[image_id] = PreAnnotation("class", {"class": label}, score, name)
+    todo = [i for i in image_ids if i not in found]
+    for chunk in in_chunks(todo, 32):
+        arrays = []
+        for image_id in chunk:
+            try:
+                arrays.append((image_id, project.read_image(image_id)))
+            except (LensloopError, OSError) as exc:
+                logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
+        if not arrays:
+            continue
+        predictions = model.predict(
+            [array for _, array in arrays], settings=project.settings, project_root=project.root
+        )
+        for (image_id, _), item in zip(arrays, predictions, strict=True):
+            found[image_id] = PreAnnotation(
+                "class", {"class": item.predicted}, item.confidence, name
+            )
+    return found
