@@ -171,3 +171,26 @@ def test_start_training_webhook_retrains_in_the_background(released: Project) ->
     assert client.post("/setup", json={}).json() == {"model_version": "lensloop-v1"}
     latest = TestClient(create_app(released, model="latest", retrain=False))
     assert latest.post("/setup", json={}).json() == {"model_version": "lensloop-v2"}
+
+
+def test_a_counting_project_connects_and_stores_points(tmp_path: Path) -> None:
+    project = sized_project(tmp_path, task="count", classes=["cell"])
+    client = TestClient(create_app(project, retrain=False))
+    assert client.post("/setup", json={}).json() == {"model_version": "lensloop-untrained"}
+    wide = image_ids(project)["wide.png"]
+    tasks = [{"id": 1, "data": {"lensloop_image_id": wide}}]
+    assert client.post("/predict", json={"tasks": tasks}).json()["results"] == [
+        {"result": [], "score": 0.0, "model_version": "lensloop-untrained"}
+    ]
+    point = {
+        "id": "k",
+        "type": "keypointlabels",
+        "from_name": "points",
+        "value": {"x": 10.0, "y": 50.0, "keypointlabels": ["cell"]},
+    }
+    created = {
+        "action": "ANNOTATION_CREATED",
+        "task": tasks[0],
+        "annotation": annotation(9, [point]),
+    }
+    assert client.post("/webhook", json=created).json()["stored"]["by_kind"] == {"points": 1}

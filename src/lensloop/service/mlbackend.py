@@ -2,7 +2,7 @@
 
 Routes (the contract of ``label-studio-ml-backend``):
 
-- ``GET /health``: ``{"status": "UP", "model_class": ..., "model_version": ...}``;
+- ``GET /health``: ``{"status": "UP", "model_class": "lensloop", "task", "project"}``;
 - ``POST /setup``: Label Studio connects; answers the ``model_version``;
 - ``POST /predict``: ``{"tasks": [...]}`` in, ``{"results": [{"result", "score",
   "model_version"}, ...]}`` out, one entry per task, in order (an image the catalog does
@@ -28,7 +28,7 @@ from lensloop.annotate.labelstudio.tasks import resolve_task_images
 from lensloop.errors import LabelError
 from lensloop.service.state import ServiceState
 
-__all__ = ["ANNOTATION_ACTIONS", "TRAIN_ACTIONS", "router"]
+__all__ = ["ANNOTATION_ACTIONS", "DELETE_ACTIONS", "TRAIN_ACTIONS", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 @router.get("/health")
 def health(request: Request) -> dict[str, Any]:
-    """Liveness, and which model would predict."""
+    """Liveness, the project's task and name."""
     state = _state(request)
     return {
         "status": "UP",

@@ -58,6 +58,8 @@ class ServiceState:
         from lensloop.train.preannotate import current_model
         from lensloop.train.registry import resolve_model
 
+        if self.project.task != "classify" and self.model_ref is None:
+            return None  # counting and segmentation models come with those tasks
         try:
             version = resolve_model(self.project, self.model_ref).version
         except NotFoundError:
