@@ -84,7 +84,7 @@ import math
 import warnings
 
 import numpy as np
-from scipy import ndimage as ndi  # type: ignore[import-untyped]
+from scipy import ndimage as ndi
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.filters import threshold_otsu
 from skimage.measure import euler_number, find_contours, perimeter, regionprops

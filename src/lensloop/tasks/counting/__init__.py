@@ -1,0 +1,3 @@
+"""Counting and localising objects from point annotations."""
+
+__all__: list[str] = []
