@@ -185,6 +185,10 @@ def test_push_with_local_files_adds_a_storage_per_top_folder(
 ) -> None:
     client = FakeClient()
     ids = sorted(image_ids(project).values())
+    outside = ImageUrls(mode="local-files", files_root=tmp_path / "elsewhere")
+    with pytest.raises(LabelError, match="not under the local-files document root"):
+        push(project, client, server=SERVER, image_ids=ids, urls=outside)
+    assert client.projects == {}  # nothing half-done on the server
     urls = ImageUrls(mode="local-files", files_root=tmp_path)
     push(project, client, server=SERVER, image_ids=ids, urls=urls)
     assert client.storages == [(1, (tmp_path / "images").resolve().as_posix())]

@@ -162,23 +162,32 @@ def push(
     with project.catalog.reader() as session:
         if project_id is None:
             project_id = read_sync_state(session, _project_key(server)).get("project_id")
-        rows = session.execute(
-            select(Image.id, Image.uri, Image.width, Image.height).where(
-                Image.id.in_(list(image_ids))
+        rows = [
+            row
+            for chunk in in_chunks(list(image_ids))
+            for row in session.execute(
+                select(Image.id, Image.uri, Image.width, Image.height).where(Image.id.in_(chunk))
             )
-        ).all()
+        ]
     images = {row.id: (row.uri, ImageSize(row.width, row.height)) for row in rows}
     missing = [i for i in image_ids if i not in images]
     if missing:
         raise LabelError(f"images not in the catalog: {missing[:10]}")
+    # Every URL and storage is worked out before Label Studio is touched, so an image that
+    # cannot be named fails the push with nothing half-done on the server.
+    task_urls = {image_id: urls.url(image_id, uri) for image_id, (uri, _) in images.items()}
+    folders = (
+        urls.storage_folders(u for u, _ in images.values()) if urls.mode == "local-files" else []
+    )
     created = project_id is None
     if project_id is None:
         project_id = client.create_project(title, config)
+        with project.catalog.transaction() as session:
+            write_sync_state(session, _project_key(server), {"project_id": project_id})
     else:
         client.update_project(project_id, title=title, label_config=config)
-    if urls.mode == "local-files":
-        for folder in urls.storage_folders(uri for uri, _ in images.values()):
-            client.ensure_local_storage(project_id, folder)
+    for folder in folders:
+        client.ensure_local_storage(project_id, folder)
     report = PushReport(project_id=project_id, created_project=created)
     pre = preannotations or {}
     with project.catalog.reader() as session:
@@ -198,7 +207,7 @@ def push(
         tasks = [
             build_task(
                 image_id,
-                urls.url(image_id, images[image_id][0]),
+                task_urls[image_id],
                 images[image_id][1],
                 predictions=[pre[image_id]] if image_id in pre else [],
             )
@@ -224,11 +233,10 @@ def push(
                 )
                 report.task_ids[image_id] = task_id
                 report.predictions += version is not None
-            write_sync_state(session, _project_key(server), {"project_id": project_id})
         report.tasks_created += len(chunk)
     for image_id, link in links.items():
-        uri, size = images[image_id]
-        task = build_task(image_id, urls.url(image_id, uri), size)
+        size = images[image_id][1]
+        task = build_task(image_id, task_urls[image_id], size)
         client.update_task(link.task_id, task["data"])
         report.tasks_updated += 1
         report.task_ids[image_id] = link.task_id
