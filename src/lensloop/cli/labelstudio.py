@@ -108,12 +108,9 @@ def _predictions(
 
     if skip:
         return {}
-    if project.task != "classify" and model is None:
-        err.print(f"no pre-annotations: {project.task} models come in a later lensloop")
-        return {}
     loaded = current_model(project, model)
     if loaded is None:
-        err.print("no model released yet: tasks go out without predictions")
+        err.print(f"no {project.task} model released yet: tasks go out without predictions")
         return {}
     return preannotate(project, image_ids, model=loaded)
 
@@ -164,12 +161,7 @@ def export_command(
     Import the file in Label Studio (Project > Import) after creating the project with
     the config from `lensloop labelstudio config DIR`.
     """
-    from sqlalchemy import select
-
-    from lensloop.annotate.labelstudio.results import ImageSize
-    from lensloop.annotate.labelstudio.tasks import build_task, images_to_label
-    from lensloop.catalog.images import in_chunks
-    from lensloop.catalog.models import Image
+    from lensloop.annotate.labelstudio.tasks import build_task, catalog_images, images_to_label
     from lensloop.errors import ConfigError
     from lensloop.imaging import atomic_write
 
@@ -180,20 +172,12 @@ def export_command(
         image_ids = images_to_label(project, round=round)
         pre = _predictions(project, image_ids, model, no_predictions)
         with project.catalog.reader() as session:
-            rows = {
-                row.id: row
-                for chunk in in_chunks(image_ids)
-                for row in session.execute(
-                    select(Image.id, Image.uri, Image.width, Image.height).where(
-                        Image.id.in_(chunk)
-                    )
-                )
-            }
+            images = catalog_images(session, image_ids)
         tasks = [
             build_task(
                 image_id,
-                urls.url(image_id, rows[image_id].uri),
-                ImageSize(rows[image_id].width, rows[image_id].height),
+                urls.url(image_id, images[image_id][0]),
+                images[image_id][1],
                 predictions=[pre[image_id]] if image_id in pre else [],
             )
             for image_id in image_ids

@@ -69,51 +69,42 @@ def health(request: Request) -> dict[str, Any]:
     }
 
 
-def _version_name(state: ServiceState) -> str:
-    from lensloop.train.preannotate import model_version_name
-
-    model = state.model()
-    return model_version_name(model) if model is not None else "lensloop-untrained"
-
-
 @router.post("/setup")
 async def setup(request: Request) -> dict[str, Any]:
     """Label Studio connects: answer the model version it will label predictions with."""
     await _json_object(request)
     state = _state(request)
     state.counters["setup"] += 1
-    return {"model_version": await run_in_threadpool(_version_name, state)}
+    model = await run_in_threadpool(state.model)
+    return {"model_version": state.model_version(model)}
 
 
 def _predict(state: ServiceState, tasks: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    from lensloop.train.preannotate import model_version_name, preannotate
+    from lensloop.train.preannotate import preannotate
 
     model = state.model()
-    name = model_version_name(model) if model is not None else "lensloop-untrained"
-    empty = {"result": [], "score": 0.0, "model_version": name}
-    known: dict[int, Any] = {}
+    empty = {"result": [], "score": 0.0, "model_version": state.model_version(model)}
+    named = []
     for position, task in enumerate(tasks):
         data = task.get("data")
         if not isinstance(data, Mapping):
             raise LabelError(f"task {task.get('id', position)} has no 'data' object")
-        try:
-            with state.project.catalog.reader() as session:
-                found = resolve_task_images(session, [("task", data)])
-        except LabelError as exc:
-            logger.info("no prediction for task %s: %s", task.get("id", position), exc)
-            continue
-        known[position] = found["task"]
+        named.append((str(position), data))
+    with state.project.catalog.reader() as session:
+        known = resolve_task_images(session, named, strict=False)
+    for (where, _), task in zip(named, tasks, strict=True):
+        if where not in known:
+            logger.info(
+                "no prediction for task %s: its image is not in the catalog", task.get("id")
+            )
     if model is None or not known:
         return [dict(empty) for _ in tasks]
     pre = preannotate(state.project, sorted({i for i, _ in known.values()}), model=model)
     results = []
-    for position in range(len(tasks)):
-        entry = known.get(position)
-        item = pre.get(entry[0]) if entry is not None else None
-        if entry is None or item is None:
-            results.append(dict(empty))
-            continue
-        results.append(item.to_labelstudio(entry[1]))
+    for where, _ in named:
+        image_id, size = known.get(where, (None, None))
+        item = pre.get(image_id) if image_id is not None else None
+        results.append(item.to_labelstudio(size) if item is not None and size else dict(empty))
     state.counters["predictions"] += sum(1 for r in results if r["result"])
     return results
 

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     from lensloop.project import Project
     from lensloop.train.inference import Model
 
-__all__ = ["ServiceState"]
+__all__ = ["UNTRAINED", "ServiceState"]
+
+#: The ``model_version`` answered while the project has no model for its task.
+UNTRAINED = "lensloop-untrained"
 
 
 @dataclass
@@ -52,14 +55,12 @@ class ServiceState:
         """The model that predicts now (loaded once per version), or ``None`` if none yet.
 
         Raises:
-            ConfigError: The project's task has no pre-annotating model type yet.
+            ConfigError: The registry's model cannot pre-annotate the project's task.
             NotFoundError: A named version or alias does not exist.
         """
         from lensloop.train.preannotate import current_model
         from lensloop.train.registry import resolve_model
 
-        if self.project.task != "classify" and self.model_ref is None:
-            return None  # counting and segmentation models come with those tasks
         try:
             version = resolve_model(self.project, self.model_ref).version
         except NotFoundError:
@@ -70,6 +71,13 @@ class ServiceState:
             if self._model is None or self._model.version != version:
                 self._model = current_model(self.project, version)
             return self._model
+
+    @staticmethod
+    def model_version(model: Model | None) -> str:
+        """The ``model_version`` Label Studio records for ``model`` (:data:`UNTRAINED`: none)."""
+        from lensloop.train.preannotate import model_version_name
+
+        return model_version_name(model) if model is not None else UNTRAINED
 
     def train(self) -> int:
         """Train and release a model with the configured settings; return its version."""

@@ -46,12 +46,17 @@ def current_model(project: Project, model: str | int | None = None) -> Model | N
         project: The project.
         model: A version or alias; ``None``: the champion, else the latest version.
 
+    Returns:
+        The model, or ``None`` when ``model`` is ``None`` and the project has no released
+        model for its task (nothing released yet, or a task whose models come later).
+
     Raises:
-        ConfigError: The project's task has no pre-annotations yet, or the named model is
-            unusable.
+        ConfigError: A named model cannot pre-annotate the project's task, or is unusable.
         NotFoundError: A named version or alias does not exist.
     """
     if project.task != "classify":
+        if model is None:
+            return None
         raise ConfigError(
             f"pre-annotations for {project.task!r} projects come with their models; "
             "this version of lensloop pre-annotates classification projects"

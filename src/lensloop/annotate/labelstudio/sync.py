@@ -28,13 +28,17 @@ from sqlalchemy import select
 
 from lensloop.annotate.labelstudio.exports import ExportedAnnotation, parse_export
 from lensloop.annotate.labelstudio.importer import ImportReport, import_annotations
-from lensloop.annotate.labelstudio.results import ImageSize
-from lensloop.annotate.labelstudio.tasks import ImageUrls, PreAnnotation, build_task
+from lensloop.annotate.labelstudio.tasks import (
+    ImageUrls,
+    PreAnnotation,
+    build_task,
+    catalog_images,
+)
 from lensloop.annotate.schema import LabelSchema, label_config, project_schema
 from lensloop.catalog.annotations import read_sync_state, write_sync_state
 from lensloop.catalog.images import in_chunks
-from lensloop.catalog.models import Image, LabelStudioTask, utcnow
-from lensloop.errors import ConfigError, LabelError, LensloopError
+from lensloop.catalog.models import LabelStudioTask, utcnow
+from lensloop.errors import ConfigError, LensloopError
 
 if TYPE_CHECKING:
     from lensloop.project import Project
@@ -162,17 +166,7 @@ def push(
     with project.catalog.reader() as session:
         if project_id is None:
             project_id = read_sync_state(session, _project_key(server)).get("project_id")
-        rows = [
-            row
-            for chunk in in_chunks(list(image_ids))
-            for row in session.execute(
-                select(Image.id, Image.uri, Image.width, Image.height).where(Image.id.in_(chunk))
-            )
-        ]
-    images = {row.id: (row.uri, ImageSize(row.width, row.height)) for row in rows}
-    missing = [i for i in image_ids if i not in images]
-    if missing:
-        raise LabelError(f"images not in the catalog: {missing[:10]}")
+        images = catalog_images(session, image_ids)
     # Every URL and storage is worked out before Label Studio is touched, so an image that
     # cannot be named fails the push with nothing half-done on the server.
     task_urls = {image_id: urls.url(image_id, uri) for image_id, (uri, _) in images.items()}

@@ -44,6 +44,7 @@ __all__ = [
     "ImageUrls",
     "PreAnnotation",
     "build_task",
+    "catalog_images",
     "images_to_label",
     "resolve_task_images",
 ]
@@ -184,6 +185,25 @@ def build_task(
     return task
 
 
+def catalog_images(session: Session, image_ids: Sequence[int]) -> dict[int, tuple[str, ImageSize]]:
+    """``{image_id: (uri, size)}`` of the images to make tasks for.
+
+    Raises:
+        LabelError: Some ids are not in the catalog (the first ten are named).
+    """
+    found = {
+        row.id: (row.uri, ImageSize(row.width, row.height))
+        for chunk in in_chunks(list(image_ids))
+        for row in session.execute(
+            select(Image.id, Image.uri, Image.width, Image.height).where(Image.id.in_(chunk))
+        )
+    }
+    missing = [i for i in image_ids if i not in found]
+    if missing:
+        raise LabelError(f"images not in the catalog: {missing[:10]}")
+    return found
+
+
 def images_to_label(project: Project, *, round: int | None = None) -> list[int]:
     """Return the image ids to send for labelling, in order.
 
@@ -219,19 +239,25 @@ def _image_id_from_url(url: str) -> int | None:
 
 
 def resolve_task_images(
-    session: Session, tasks: Sequence[tuple[str, Mapping[str, Any]]]
+    session: Session,
+    tasks: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    strict: bool = True,
 ) -> dict[str, tuple[int, ImageSize]]:
     """Find the catalog image of each task from its data.
 
     Args:
         session: A catalog session.
         tasks: ``(where, data)`` pairs: how to name the record in errors, and its data.
+        strict: Raise for a task whose image is not in the catalog; ``False`` leaves it
+            out of the result instead (the ML backend answers such tasks with nothing).
 
     Returns:
         ``{where: (image_id, size)}``.
 
     Raises:
-        LabelError: A task's image is not in the catalog (the message names the task).
+        LabelError: A task has neither an image id nor a URL, or (``strict``) its image is
+            not in the catalog; the message names the task.
     """
     wanted: dict[str, int | str] = {}
     for where, data in tasks:
@@ -243,41 +269,51 @@ def resolve_task_images(
             wanted[where] = url
         else:
             raise LabelError(f"{where}: the task has neither {ID_KEY!r} nor an image URL")
-    ids = {v for v in wanted.values() if isinstance(v, int)}
     urls = sorted({v for v in wanted.values() if isinstance(v, str)})
+    by_url = _find_by_urls(session, urls)
+    ids = {v if isinstance(v, int) else by_url.get(v) for v in wanted.values()} - {None}
     sizes: dict[int, ImageSize] = {}
-    by_uri: dict[str, int] = {}
-    for chunk in in_chunks(sorted(ids)):
-        for row in session.execute(
-            select(Image.id, Image.width, Image.height).where(Image.id.in_(chunk))
-        ):
-            sizes[row.id] = ImageSize(row.width, row.height)
-    for url in urls:
-        image_id = _find_by_url(session, url)
-        if image_id is not None:
-            by_uri[url] = image_id
-    for chunk in in_chunks(sorted(set(by_uri.values()) - sizes.keys())):
+    for chunk in in_chunks(sorted(i for i in ids if i is not None)):
         for row in session.execute(
             select(Image.id, Image.width, Image.height).where(Image.id.in_(chunk))
         ):
             sizes[row.id] = ImageSize(row.width, row.height)
     found: dict[str, tuple[int, ImageSize]] = {}
     for where, key in wanted.items():
-        image_id = key if isinstance(key, int) else by_uri.get(key)
-        if image_id is None or image_id not in sizes:
+        image_id = key if isinstance(key, int) else by_url.get(key)
+        if image_id is not None and image_id in sizes:
+            found[where] = (image_id, sizes[image_id])
+        elif strict:
             raise LabelError(
                 f"{where}: its image ({key}) is not in the catalog; ingest it first, or "
                 "send tasks with `lensloop labelstudio export/push` (they carry "
                 f"{ID_KEY})"
             )
-        found[where] = (image_id, sizes[image_id])
+    return found
+
+
+def _find_by_urls(session: Session, urls: Sequence[str]) -> dict[str, int]:
+    """``{url: image id}`` of the URLs that name a catalog image (one query for exact URIs)."""
+    found: dict[str, int] = {}
+    for chunk in in_chunks(list(urls)):
+        found.update(
+            {
+                uri: image_id
+                for image_id, uri in session.execute(
+                    select(Image.id, Image.uri).where(Image.uri.in_(chunk))
+                )
+            }
+        )
+    for url in urls:
+        if url not in found:
+            image_id = _find_by_url(session, url)
+            if image_id is not None:
+                found[url] = image_id
     return found
 
 
 def _find_by_url(session: Session, url: str) -> int | None:
-    exact = session.scalar(select(Image.id).where(Image.uri == url))
-    if exact is not None:
-        return int(exact)
+    """The image a local-files or ``lensloop serve`` URL names, if any."""
     parts = urlsplit(url)
     if parts.path.startswith(_LOCAL_FILES):
         relative = parse_qs(parts.query).get("d", [""])[0]
