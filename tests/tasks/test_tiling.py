@@ -198,3 +198,14 @@ def test_predict_changing_its_channel_count_is_reported() -> None:
 
     with pytest.raises(ValueError, match=r"expected \(1, 1, 16, 16\)"):
         predict_tiled(np.zeros((16, 30)), fickle, tile=16, overlap=2, batch_size=1)
+
+
+@pytest.mark.parametrize("shape", [(40, 300), (300, 40), (64, 64)])
+def test_an_image_no_larger_than_the_overlap_on_an_axis_is_one_window(
+    shape: tuple[int, int],
+) -> None:
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    out = predict_tiled(image, lambda batch: batch * 2.0, tile=64, overlap=64 - 1)
+    np.testing.assert_allclose(out[0], image * 2.0, rtol=1e-6)
+    out = predict_tiled(image, lambda batch: batch * 2.0, tile=128, overlap=100)
+    np.testing.assert_allclose(out[0], image * 2.0, rtol=1e-6)

@@ -42,7 +42,7 @@ __all__ = ["INPUT_NAME", "MIN_OPSET", "OUTPUT_NAME", "export_onnx", "verify_onnx
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
-"""Name of the exported graph's input, float32 ``(N, 3, H, W)``."""
+"""Name of the exported graph's input, float32 ``(N, C, H, W)``."""
 
 OUTPUT_NAME = "features"
 """Name of the exported graph's output."""
@@ -68,17 +68,18 @@ def export_onnx(
     atol: float = 1e-4,
     seed: int = 0,
     output_name: str = OUTPUT_NAME,
+    channels: int = 3,
 ) -> Path:
     """Export ``model`` to ONNX with dynamic batch, height and width, verified by ONNX Runtime.
 
-    The model is traced in eval mode on a ``(2, 3, input_size, input_size)`` float32 input
+    The model is traced in eval mode on a ``(2, channels, input_size, input_size)`` input
     (its previous train/eval mode is restored afterwards). The graph's input is named
     :data:`INPUT_NAME` and its output ``output_name``. Before the file is moved into
     place, :func:`verify_onnx` compares ONNX Runtime with torch eager mode at batch 1 ×
     ``input_size`` and batch 3 × ``1.5 · input_size``.
 
     Args:
-        model: Maps float32 ``(N, 3, H, W)`` to one float32 tensor ``(N, ...)``.
+        model: Maps float32 ``(N, channels, H, W)`` to one float32 tensor ``(N, ...)``.
         path: Destination ``.onnx`` file; its folder is created. An existing file is
             replaced atomically.
         input_size: Side of the square example input, in pixels (at least 8).
@@ -87,6 +88,7 @@ def export_onnx(
             largest torch output when that exceeds 1 (see :func:`verify_onnx`).
         seed: Seeds the random example and test inputs.
         output_name: Name of the graph's output (:data:`OUTPUT_NAME` by default).
+        channels: Channels of the input (3 for the image models; 1 for a grey counter).
 
     Returns:
         ``path``.
@@ -110,7 +112,7 @@ def export_onnx(
     model.eval()
     try:
         generator = torch.Generator().manual_seed(seed)
-        example = torch.randn(_EXPORT_BATCH, 3, input_size, input_size, generator=generator)
+        example = torch.randn(_EXPORT_BATCH, channels, input_size, input_size, generator=generator)
         dynamic = torch.export.Dim.DYNAMIC
         try:
             with _quiet_exporter():
@@ -131,11 +133,13 @@ def export_onnx(
             root = _root_cause(exc)
             raise LensloopError(
                 f"exporting {type(model).__name__} to ONNX failed ({type(root).__name__}: "
-                f"{_first_line(root)}); the model must map one float32 (N, 3, H, W) tensor to "
+                f"{_first_line(root)}); the model must map one float32 (N, C, H, W) tensor to "
                 "one tensor without data-dependent control flow"
             ) from exc
         sizes = ((1, input_size), (3, input_size + input_size // 2))
-        verify_onnx(model, tmp, sizes=sizes, atol=atol, seed=seed, name=str(path))
+        verify_onnx(
+            model, tmp, sizes=sizes, atol=atol, seed=seed, name=str(path), channels=channels
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -152,20 +156,23 @@ def verify_onnx(
     atol: float = 1e-4,
     seed: int = 0,
     name: str | None = None,
+    channels: int = 3,
 ) -> float:
     """Check that an ONNX file reproduces ``model`` in eval mode on random inputs.
 
-    For each ``(batch, side)`` a float32 ``(batch, 3, side, side)`` standard-normal input is
+    For each ``(batch, side)`` a float32 ``(batch, channels, side, side)`` standard-normal
+    input is
     run through ONNX Runtime (CPU) and torch; the check fails when the largest absolute
     difference exceeds ``atol · max(1, max |torch output|)``.
 
     Args:
         model: The torch model, already in the mode to compare (eval).
-        path: The ONNX file, with one input of layout ``(N, 3, H, W)``.
+        path: The ONNX file, with one input of layout ``(N, channels, H, W)``.
         sizes: ``(batch, side)`` pairs to test.
         atol: Tolerance, absolute for outputs up to 1 and relative beyond.
         seed: Seeds the random inputs.
         name: How to call the model in error messages; ``path`` by default.
+        channels: Channels of the input.
 
     Returns:
         The largest absolute difference seen.
@@ -192,20 +199,21 @@ def verify_onnx(
     generator = torch.Generator().manual_seed(seed + 1)
     worst = 0.0
     for batch, side in sizes:
-        x = torch.randn(batch, 3, side, side, generator=generator)
+        x = torch.randn(batch, channels, side, side, generator=generator)
+        shape = f"({batch}, {channels}, {side}, {side})"
         with torch.no_grad():
             expected = model(x).detach().cpu().numpy()
         try:
             got = np.asarray(session.run(None, {input_name: x.numpy()})[0])
         except Exception as exc:  # onnxruntime raises its own pybind error types
             raise LensloopError(
-                f"ONNX Runtime cannot run the exported model {label} on a ({batch}, 3, {side}, "
-                f"{side}) input: {_first_line(exc)}"
+                f"ONNX Runtime cannot run the exported model {label} on a {shape} input: "
+                f"{_first_line(exc)}"
             ) from exc
         if got.shape != expected.shape:
             raise LensloopError(
-                f"the exported model {label} gives shape {got.shape} on a ({batch}, 3, {side}, "
-                f"{side}) input where torch gives {expected.shape}"
+                f"the exported model {label} gives shape {got.shape} on a {shape} input where "
+                f"torch gives {expected.shape}"
             )
         diff = float(np.max(np.abs(got.astype(np.float64) - expected))) if got.size else 0.0
         limit = atol * max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
@@ -213,8 +221,8 @@ def verify_onnx(
         if not diff <= limit:  # also catches NaN
             raise LensloopError(
                 f"the exported model {label} differs from torch by {diff:.3g} (allowed "
-                f"{limit:.3g}) on a ({batch}, 3, {side}, {side}) input; the export is wrong, "
-                "please report it with the model architecture"
+                f"{limit:.3g}) on a {shape} input; the export is wrong, please report it with "
+                "the model architecture"
             )
         worst = max(worst, diff)
     return worst

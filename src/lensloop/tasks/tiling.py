@@ -103,10 +103,12 @@ def predict_tiled(
         pixels = pixels[:, :, np.newaxis]
     height, width, channels = pixels.shape
     tile_h, tile_w = min(tile, height), min(tile, width)
-    rows = tile_starts(height, tile=tile_h, overlap=overlap)
-    cols = tile_starts(width, tile=tile_w, overlap=overlap)
-    row_weights = [_window(tile_h, overlap, i, len(rows)) for i in range(len(rows))]
-    col_weights = [_window(tile_w, overlap, j, len(cols)) for j in range(len(cols))]
+    # An axis no longer than the tile is one window; its overlap does not matter.
+    overlap_h, overlap_w = min(overlap, tile_h - 1), min(overlap, tile_w - 1)
+    rows = tile_starts(height, tile=tile_h, overlap=overlap_h)
+    cols = tile_starts(width, tile=tile_w, overlap=overlap_w)
+    row_weights = [_window(tile_h, overlap_h, i, len(rows)) for i in range(len(rows))]
+    col_weights = [_window(tile_w, overlap_w, j, len(cols)) for j in range(len(cols))]
     positions = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
 
     out: npt.NDArray[np.float32] | None = None

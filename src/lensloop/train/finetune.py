@@ -25,17 +25,13 @@ and scores each on its held-out fold.
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import lightning as L  # noqa: N812
 import numpy as np
@@ -55,8 +51,10 @@ from lensloop.tasks.classify import (
     load_labelled_images,
 )
 from lensloop.train.config import TrainConfig
+from lensloop.train.loop import epoch_callbacks, precision, quiet_lightning
 from lensloop.train.onnx_image import OUTPUT_NAME, OnnxImageClassifier, image_channels
 from lensloop.train.release import (
+    classification_training_data,
     cv_folds,
     release,
     staging_folder,
@@ -77,7 +75,8 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CROP_SCALE = (0.6, 1.0)
 _PRETRAINED_LR_FACTOR = 0.1
 _EVAL_BATCH = 64
-_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+#: Images per step when ``batch_size`` is not set.
+DEFAULT_BATCH = 32
 
 
 class ImageClassifier(nn.Module):
@@ -387,59 +386,6 @@ def _lightning_module(
     return _Module()
 
 
-def _callbacks(
-    history: list[dict[str, float]],
-    on_epoch: Callable[[int, dict[str, float]], None] | None,
-    keep_best: bool,
-) -> tuple[list[Any], dict[str, Any]]:
-    best: dict[str, Any] = {"loss": math.inf, "epoch": 0, "state": None}
-
-    class _Record(L.Callback):
-        def on_train_epoch_end(self, trainer: Any, module: Any) -> None:
-            epoch = int(trainer.current_epoch) + 1
-            row: dict[str, float] = {"epoch": epoch}
-            loss = trainer.callback_metrics.get("train_loss")
-            if loss is not None:
-                row["train_loss"] = float(loss)
-            row.update(module.val_metrics)
-            row["lr"] = float(trainer.optimizers[0].param_groups[-1]["lr"])
-            history.append(row)
-            if keep_best and row.get("val_loss", math.inf) < best["loss"]:
-                best.update(
-                    loss=row["val_loss"],
-                    epoch=epoch,
-                    state=copy.deepcopy(module.classifier.state_dict()),
-                )
-            if on_epoch is not None:
-                on_epoch(epoch, row)
-
-    return [_Record()], best
-
-
-def _precision() -> Literal["32-true", "bf16-mixed", "16-mixed"]:
-    if not torch.cuda.is_available():
-        return "32-true"
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-
-
-@contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Keep Lightning's banner lines and its advice for large data sets out of the output."""
-    levels = {}
-    for name in _LIGHTNING_LOGGERS:
-        levels[name] = logging.getLogger(name).level
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=r".*number of training batches.*")
-            warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
 def _fit(
     project: Project,
     config: TrainConfig,
@@ -473,7 +419,9 @@ def _fit(
             epochs=epochs,
         )
         history: list[dict[str, float]] = []
-        callbacks, best = _callbacks(history, on_epoch, keep_best=val_rows is not None)
+        callbacks, best = epoch_callbacks(
+            history, on_epoch, keep_best=val_rows is not None, network=classifier
+        )
         if val_rows is not None:
             callbacks.append(
                 L.pytorch.callbacks.EarlyStopping(
@@ -484,7 +432,7 @@ def _fit(
             prepared,
             fit_rows,
             data.labels,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size or DEFAULT_BATCH,
             shuffle=True,
             seed=config.seed,
         )
@@ -493,12 +441,12 @@ def _fit(
             val_loader = _loader(
                 prepared, val_rows, data.labels, batch_size=_EVAL_BATCH, shuffle=False, seed=0
             )
-        with _quiet_lightning():
+        with quiet_lightning():
             trainer = L.Trainer(
                 max_epochs=epochs,
                 accelerator="auto",
                 devices=1,
-                precision=_precision(),
+                precision=precision(),
                 logger=False,
                 enable_checkpointing=False,
                 enable_progress_bar=False,
@@ -633,6 +581,8 @@ def train_finetune(
             run.log_metrics(tracked_metrics(metrics))
             card = {
                 "method": config.method,
+                "classes": data.class_names,
+                "depth": data.depth,
                 "arch": _card_arch(project, config),
                 "weights": config.weights,
                 "input": {
@@ -656,8 +606,7 @@ def train_finetune(
                 card=card,
                 metrics=metrics,
                 config=config,
-                data=data,
-                train_rows=train_rows,
+                training_data=classification_training_data(data, train_rows, metrics),
                 run=run,
             )
     return TrainResult(model=model, metrics=metrics, elapsed_s=time.perf_counter() - started)

@@ -29,6 +29,7 @@ from lensloop.train.config import TrainConfig
 from lensloop.train.heads import export_head, fit_head, verify_head
 from lensloop.train.registry import RegisteredModel
 from lensloop.train.release import (
+    classification_training_data,
     cv_folds,
     release,
     staging_folder,
@@ -104,6 +105,8 @@ def train_probe(project: Project, config: TrainConfig) -> TrainResult:
             run.log_metrics(tracked_metrics(metrics))
             card = {
                 "method": config.method,
+                "classes": data.class_names,
+                "depth": data.depth,
                 "head": config.head,
                 "input": {
                     "kind": "embedding",
@@ -121,8 +124,7 @@ def train_probe(project: Project, config: TrainConfig) -> TrainResult:
                 card=card,
                 metrics=metrics,
                 config=config,
-                data=data,
-                train_rows=train_rows,
+                training_data=classification_training_data(data, train_rows, metrics),
                 run=run,
             )
     return TrainResult(model=model, metrics=metrics, elapsed_s=time.perf_counter() - started)

@@ -3,13 +3,15 @@
 Every release is a version (1, 2, ...) with its artefacts in ``models/v<N>/`` (ONNX, model
 card, resolved settings, metrics, figures) and a catalog row. Aliases point at versions:
 ``latest`` always moves to the newest; ``champion`` moves only when
-:func:`promote` is called or when a new version beats the champion's validation macro-F1
-**on the same validation set** (same images, same labels; compared by fingerprint).
+:func:`promote` is called or when a new version beats the champion's validation score
+**on the same validation set** (same images, same labels; compared by fingerprint): a
+classifier's macro-F1, a counting model's mean relative count error.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,13 +150,31 @@ def trained_depth(model: RegisteredModel) -> int | None:
     return depth if isinstance(depth, int) and not isinstance(depth, bool) else None
 
 
+def _rank(val: dict[str, Any]) -> tuple[float, float] | None:
+    """Higher is better: a classifier's (macro-F1, accuracy), a counter's (-MRE, F1)."""
+    if "macro_f1" in val:
+        return (float(val["macro_f1"]), float(val["accuracy"]))
+    if "mre" in val:
+        if val["mre"] is None or val.get("f1") is None:
+            return None
+        key = (-float(val["mre"]), float(val["f1"]))
+        return None if any(math.isnan(k) for k in key) else key
+    return None
+
+
 def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    """Whether ``new`` validation metrics beat ``old`` on the same validation set."""
+    """Whether ``new`` validation metrics beat ``old`` on the same validation set.
+
+    Classifiers compare macro-F1, then accuracy; counting models mean relative count
+    error (lower is better), then localisation F1. Metrics that could not be measured
+    (no fully annotated validation image) never beat anything.
+    """
     if new.get("validation_fingerprint") != old.get("validation_fingerprint"):
         return False
-    new_key = (new["val"]["macro_f1"], new["val"]["accuracy"])
-    old_key = (old["val"]["macro_f1"], old["val"]["accuracy"])
-    return bool(new_key > old_key)
+    new_key, old_key = _rank(new.get("val", {})), _rank(old.get("val", {}))
+    if new_key is None:
+        return False
+    return old_key is None or new_key > old_key
 
 
 def register(

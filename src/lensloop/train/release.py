@@ -1,16 +1,20 @@
 """What every trainer shares: cross-validation folds, the model card, and the release.
 
-A release is a folder staged next to ``models/`` with the trainer's ONNX file, then
-:func:`release` adds the model card, the metrics, the resolved settings and a confusion
-matrix, registers it as the next version (:func:`lensloop.train.registry.register`), and
-hands it to experiment tracking (:mod:`lensloop.train.tracking`): the folder is logged as
-the run's ``model`` artefact and registered in MLflow's Model Registry under the same
-aliases.
+A release is a folder staged next to ``models/`` with the trainer's ONNX file (and any
+figures it drew), then :func:`release` adds the model card, the metrics, the resolved
+settings (and, for a classifier, a confusion matrix), registers it as the next version
+(:func:`lensloop.train.registry.register`), and hands it to experiment tracking
+(:mod:`lensloop.train.tracking`): the folder is logged as the run's ``model`` artefact and
+registered in MLflow's Model Registry under the same aliases.
+
+Each task names the validation metrics its card repeats and its tracking charts show in
+:data:`HEADLINE_METRICS`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CARD_FORMAT",
+    "HEADLINE_METRICS",
     "card_metrics",
+    "classification_training_data",
     "cv_folds",
     "release",
     "staging_folder",
@@ -43,6 +49,12 @@ __all__ = [
 ]
 
 CARD_FORMAT = 1
+#: Per task, the validation metrics a model card repeats and tracking charts.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "classify": ("accuracy", "macro_f1"),
+    "count": ("mae", "mre", "f1", "precision", "recall"),
+}
+_TRACKED_EXTRAS = ("best_epoch", "n_train", "train_s", "onnx_max_abs_diff")
 
 
 def cv_folds(
@@ -78,24 +90,46 @@ def summarise_folds(per_fold: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+def card_metrics(metrics: dict[str, Any], task: str = "classify") -> dict[str, Any]:
     """The headline metrics a model card repeats: validation, and the CV summary."""
-    summary: dict[str, Any] = {"val": {k: metrics["val"][k] for k in ("n", "accuracy", "macro_f1")}}
+    names = ("n", *HEADLINE_METRICS[task])
+    summary: dict[str, Any] = {"val": {k: metrics["val"][k] for k in names if k in metrics["val"]}}
     if "cv" in metrics:
         summary["cv"] = {k: v for k, v in metrics["cv"].items() if k != "per_fold"}
     return summary
 
 
-def tracked_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The scalar metrics of a run worth a tracking chart (not per-class tables or matrices)."""
-    tracked: dict[str, Any] = {f"val_{k}": metrics["val"][k] for k in ("accuracy", "macro_f1")}
+def tracked_metrics(metrics: dict[str, Any], task: str = "classify") -> dict[str, Any]:
+    """The scalar metrics of a run worth a tracking chart (not per-class tables or matrices).
+
+    Metrics that could not be measured (``None`` or ``NaN``, e.g. a relative error
+    without objects) are left out: tracking servers refuse them.
+    """
+    tracked: dict[str, Any] = {
+        f"val_{k}": metrics["val"][k] for k in HEADLINE_METRICS[task] if k in metrics["val"]
+    }
     if "cv" in metrics:
         for key in ("accuracy_mean", "accuracy_std", "macro_f1_mean", "macro_f1_std"):
             tracked[f"cv_{key}"] = metrics["cv"][key]
-    for key in ("best_epoch", "n_train", "train_s", "onnx_max_abs_diff"):
+    for key in _TRACKED_EXTRAS:
         if key in metrics:
             tracked[key] = metrics[key]
-    return tracked
+    return {
+        k: v
+        for k, v in tracked.items()
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }
+
+
+def classification_training_data(
+    data: LabelledImages, train_rows: npt.NDArray[np.int64], metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """The card's ``training_data`` of a classifier: what it learnt from and was scored on."""
+    return {
+        "fingerprint": data.fingerprint(train_rows),
+        "n_images": len(train_rows),
+        "validation_fingerprint": metrics["validation_fingerprint"],
+    }
 
 
 @contextmanager
@@ -117,8 +151,7 @@ def release(
     card: dict[str, Any],
     metrics: dict[str, Any],
     config: TrainConfig,
-    data: LabelledImages,
-    train_rows: npt.NDArray[np.int64],
+    training_data: dict[str, Any],
     run: TrackedRun | None = None,
 ) -> RegisteredModel:
     """Complete a staged release (card, metrics, settings, figures) and register it.
@@ -126,39 +159,34 @@ def release(
     Args:
         project: The project whose registry receives the version.
         staging: Folder from :func:`staging_folder` holding the trainer's ONNX file.
-        task: The task (``classify``).
-        card: The trainer's part of the model card (method, input, onnx, ...); the
-            common fields (task, classes, depth, metrics, training data, time, version)
-            are added here.
-        metrics: Everything measured; needs ``val`` (with ``confusion``) and
-            ``validation_fingerprint``.
+        task: The task (``classify``, ``count``).
+        card: The trainer's part of the model card (method, input, onnx, ``classes``,
+            ``depth``, ...); the common fields (format, task, metrics, training data,
+            time, version) are added here.
+        metrics: Everything measured; needs ``val`` (a classifier's with ``confusion``,
+            drawn as ``confusion.png``) and ``validation_fingerprint``.
         config: The resolved settings, saved as ``config.yaml``.
-        data: The labelled images the run used.
-        train_rows: Rows of ``data`` the model learnt from.
+        training_data: What the model learnt from (``fingerprint``, ``n_images``,
+            ``validation_fingerprint``); see :func:`classification_training_data`.
         run: The tracking run; the release is logged and registered there too.
     """
-    from lensloop.reports import draw_confusion_matrix
-
     full_card = {
         "format": CARD_FORMAT,
         "task": task,
         **card,
-        "classes": data.class_names,
-        "depth": data.depth,
-        "metrics": card_metrics(metrics),
-        "training_data": {
-            "fingerprint": data.fingerprint(train_rows),
-            "n_images": len(train_rows),
-            "validation_fingerprint": metrics["validation_fingerprint"],
-        },
+        "metrics": card_metrics(metrics, task),
+        "training_data": training_data,
         "created_at": datetime.now(UTC).isoformat(),
         "lensloop_version": __version__,
     }
     (staging / CARD_FILE).write_text(json.dumps(full_card, indent=2) + "\n", encoding="utf-8")
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     save_train_config(config, staging / "config.yaml")
-    confusion = np.array(metrics["val"]["confusion"])
-    draw_confusion_matrix(confusion, data.class_names, staging / "confusion.png")
+    if "confusion" in metrics["val"]:
+        from lensloop.reports import draw_confusion_matrix
+
+        confusion = np.array(metrics["val"]["confusion"])
+        draw_confusion_matrix(confusion, list(card["classes"]), staging / "confusion.png")
     model = register(project, staging, task=task, metrics=metrics, config=config.model_dump())
     if run is not None:
         from lensloop.train.tracking import register_release
