@@ -70,3 +70,23 @@ def test_loss_weights_by_status() -> None:
     assert conflict.sum() == sparse[:, 10:].sum()
     with pytest.raises(ValueError, match="unknown annotation status"):
         loss_weights(points, (20, 20), status="most", foreground=None, radius=2)  # type: ignore[arg-type]
+
+
+def test_loss_weights_margin_keeps_the_tails_of_unannotated_objects_out() -> None:
+    foreground = np.zeros((30, 30), dtype=bool)
+    foreground[13:17, 13:17] = True  # one unannotated cell's bright core
+    plain = loss_weights([], (30, 30), status="sparse", foreground=foreground, radius=2)
+    grown = loss_weights([], (30, 30), status="sparse", foreground=foreground, radius=2, margin=4)
+    assert plain[15, 11] == 1.0  # just outside the core: trusted as background without margin
+    assert grown[15, 11] == 0.0  # within the margin: ignored (the density's tail is there)
+    assert grown[15, 20] == 0.0  # 4 px from the core: still within the margin
+    assert grown[15, 21] == 1.0
+    assert grown[0, 0] == 1.0
+    assert grown.sum() < plain.sum()
+    # No foreground at all: the margin changes nothing.
+    empty = np.zeros((30, 30), dtype=bool)
+    both = [
+        loss_weights([], (30, 30), status="sparse", foreground=empty, radius=2, margin=m)
+        for m in (0, 4)
+    ]
+    np.testing.assert_array_equal(both[0], both[1])

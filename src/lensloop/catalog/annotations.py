@@ -30,6 +30,7 @@ __all__ = [
     "AnnotationRecord",
     "WriteReport",
     "add_annotations",
+    "annotations_by_annotator",
     "current_annotations",
     "read_sync_state",
     "write_sync_state",
@@ -197,6 +198,58 @@ def current_annotations(
     else:
         found = {row.image_id: row for row in session.scalars(query)}
     return {image_id: row for image_id, row in found.items() if not row.payload.get("deleted")}
+
+
+def annotations_by_annotator(
+    session: Session, kind: str, *, image_ids: Sequence[int] | None = None
+) -> dict[int, dict[str, Annotation]]:
+    """Return each annotator's current annotation of ``kind``, per image.
+
+    Each annotator's rows of one image form their own history. The current row of an
+    annotator is their newest row (by id) that no later row supersedes and that is not a
+    deletion (``payload["deleted"]``), so:
+
+    - a deletion supersedes the version it deletes, whoever recorded it (Label Studio
+      webhooks record deletions under the annotator ``labelstudio``): that version no
+      longer counts, and neither do the earlier versions it superseded;
+    - a deletion that supersedes nothing deletes everything its annotator had before it;
+    - an annotator left with no current row is left out, and so is an image left with no
+      annotator.
+
+    Args:
+        session: A catalog session.
+        kind: One of :data:`~lensloop.catalog.models.ANNOTATION_KINDS`.
+        image_ids: Only these images (default: every image with a row of ``kind``).
+
+    Returns:
+        ``{image_id: {annotator: row}}``, images in ascending id order.
+    """
+    query = (
+        select(Annotation)
+        .where(Annotation.kind == kind)
+        .order_by(Annotation.image_id, Annotation.id)
+    )
+    if image_ids is None:
+        rows = list(session.scalars(query))
+    else:
+        rows = []
+        ids = sorted(set(image_ids))
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows.extend(session.scalars(query.where(Annotation.image_id.in_(chunk))))
+    # Versions of one annotation share its image, so every superseding row is in ``rows``.
+    superseded = {row.supersedes_id for row in rows if row.supersedes_id is not None}
+    found: dict[int, dict[str, Annotation]] = {}
+    for row in rows:
+        heads = found.setdefault(row.image_id, {})
+        if row.id in superseded:
+            continue
+        if row.payload.get("deleted"):
+            if row.supersedes_id is None:
+                heads.pop(row.annotator, None)
+            continue
+        heads[row.annotator] = row
+    return {image_id: heads for image_id, heads in found.items() if heads}
 
 
 def read_sync_state(session: Session, key: str) -> dict[str, Any]:

@@ -4,8 +4,8 @@ This is an entry point: it reads the settings once, sets up logging and passes b
 Library errors (:class:`~lensloop.errors.LensloopError`) are shown as one clear line and
 exit with status 1; usage errors exit with status 2. Commands live in
 :mod:`lensloop.cli.project`, :mod:`lensloop.cli.explore`, :mod:`lensloop.cli.select`,
-:mod:`lensloop.cli.train`, :mod:`lensloop.cli.report`, :mod:`lensloop.cli.labelstudio`
-and :mod:`lensloop.cli.serve`.
+:mod:`lensloop.cli.train`, :mod:`lensloop.cli.report`, :mod:`lensloop.cli.labelstudio`,
+:mod:`lensloop.cli.count` and :mod:`lensloop.cli.serve`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ from lensloop.errors import LensloopError
 
 #: Command modules, in the order their commands appear in ``lensloop --help``; importing
 #: one registers its commands on :data:`app`.
-COMMAND_MODULES = ("project", "explore", "select", "train", "report", "labelstudio", "serve")
+COMMAND_MODULES = (
+    "project",
+    "explore",
+    "select",
+    "train",
+    "report",
+    "labelstudio",
+    "count",
+    "serve",
+)
 for _module in COMMAND_MODULES:
     importlib.import_module(f"lensloop.cli.{_module}")
 

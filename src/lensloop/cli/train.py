@@ -15,7 +15,19 @@ from lensloop.cli._app import app, open_project, out, progress_bar
 __all__: list[str] = []
 
 
+def _number(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def _metrics_line(metrics: dict[str, Any]) -> str:
+    if "mae" in metrics:  # a counting model
+        return (
+            f"count MAE {_number(metrics['mae'], 2)}, mean relative error "
+            f"{_number(metrics['mre'] * 100 if metrics['mre'] is not None else None, 1)}%, "
+            f"localisation F1 {_number(metrics['f1'])} (precision "
+            f"{_number(metrics['precision'])}, recall {_number(metrics['recall'])}, within "
+            f"{metrics['radius']:g} px)"
+        )
     return f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}"
 
 
@@ -61,7 +73,20 @@ def train(
         ),
     ] = None,
     input_size: Annotated[
-        int | None, typer.Option(min=32, help="Finetune: input side in pixels (default 128).")
+        int | None,
+        typer.Option(
+            min=32,
+            help="Finetune: input side in pixels; counting: side of the training crops "
+            "(default 128).",
+        ),
+    ] = None,
+    sigma: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            help="Counting: pixels of each object's Gaussian in the density map (default 2; "
+            "about half an object's radius).",
+        ),
     ] = None,
     depth: Annotated[
         int | None, typer.Option(min=1, help="Train on the class hierarchy rolled up to level N.")
@@ -88,13 +113,15 @@ def train(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Train a classifier on the labelled images, score it on val, release it as a version.
+    """Train a model for the project's task, score it on val, release it as a version.
 
-    The release (models/vN/) holds the ONNX model, its model card, the resolved settings,
-    the metrics and a confusion matrix. `latest` moves to it; `champion` moves only if it
-    beats the champion on the same validation set. Parameters, metrics per epoch and the
-    release are tracked in MLflow when it is installed (local store in runs/, or
-    LENSLOOP_MLFLOW_URI).
+    Classification: a probe on the stored embeddings or a fine-tuned CNN. Counting: a
+    density-map U-Net on the point-annotated images (sparse annotations welcome). The
+    release (models/vN/) holds the ONNX model, its model card, the resolved settings, the
+    metrics and figures (a confusion matrix; predicted-vs-annotated counts). `latest`
+    moves to it; `champion` moves only if it beats the champion on the same validation set.
+    Parameters, metrics per epoch and the release are tracked in MLflow when it is
+    installed (local store in runs/, or LENSLOOP_MLFLOW_URI).
     """
     from lensloop.train.config import load_train_config
     from lensloop.train.trainer import train_model
@@ -109,12 +136,14 @@ def train(
         "depth": depth,
         "cv": cv,
         "seed": seed,
+        "sigma": sigma,
     }
     settings = load_train_config(config, overrides)
-    if epochs is not None:  # one option, two settings: the method's own
-        field = "epochs" if settings.method == "finetune" else "max_iter"
-        settings = settings.model_copy(update={field: epochs})  # typer checked min=1
     with open_project(directory) as project, progress_bar("training") as update:
+        if epochs is not None:  # one option, two settings: the trainer's own
+            trained_by_epochs = project.task == "count" or settings.method == "finetune"
+            field = "epochs" if trained_by_epochs else "max_iter"
+            settings = settings.model_copy(update={field: epochs})  # typer checked min=1
 
         def progress(stage: str, done: int, total: int) -> None:
             update(done, total)
@@ -139,7 +168,8 @@ def train(
             f"{cvm['accuracy_std']:.3f}, macro-F1 {cvm['macro_f1_mean']:.3f} ± "
             f"{cvm['macro_f1_std']:.3f}"
         )
-    out.print(_per_class_table(metrics["val"], "validation, per class"))
+    if "per_class" in metrics["val"]:
+        out.print(_per_class_table(metrics["val"], "validation, per class"))
     out.print(f"released to {model.folder}", highlight=False)
 
 
@@ -153,7 +183,12 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Which labelled split to score: val or test.")] = "val",
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Score a released model: metrics, confusion matrix and a predicted-vs-actual grid."""
+    """Score a released model on a split: metrics and figures.
+
+    Classifiers: accuracy, macro-F1, a confusion matrix and a predicted-vs-actual grid.
+    Counting models: count errors and localisation F1 on the completely annotated (full
+    or empty) images, predicted-vs-annotated counts and overlays of the worst images.
+    """
     from lensloop.train.evaluate import evaluate_model
 
     if split not in ("val", "test", "train"):
@@ -168,10 +203,10 @@ def evaluate(
         f"model version {result.version} on {split} ({result.metrics['n']} images): "
         f"{_metrics_line(result.metrics)}"
     )
-    out.print(_per_class_table(result.metrics, f"{split}, per class"))
-    out.print(f"confusion matrix: {result.confusion_png}", highlight=False)
-    if result.grid_png is not None:
-        out.print(f"predicted vs actual (errors first): {result.grid_png}", highlight=False)
+    if "per_class" in result.metrics:
+        out.print(_per_class_table(result.metrics, f"{split}, per class"))
+    for name, path in result.figures.items():
+        out.print(f"{name}: {path}", highlight=False)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from lensloop.service.retrain import Retrainer
 
 if TYPE_CHECKING:
     from lensloop.project import Project
-    from lensloop.train.inference import Model
+    from lensloop.train.preannotate import AnyModel
 
 __all__ = ["UNTRAINED", "ServiceState"]
 
@@ -45,13 +45,13 @@ class ServiceState:
     retrain: bool = True
     counters: Counter[str] = field(default_factory=Counter)
     retrainer: Retrainer = field(init=False)
-    _model: Model | None = field(default=None, init=False, repr=False)
+    _model: AnyModel | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.retrainer = Retrainer(self.train)
 
-    def model(self) -> Model | None:
+    def model(self) -> AnyModel | None:
         """The model that predicts now (loaded once per version), or ``None`` if none yet.
 
         Raises:
@@ -73,7 +73,7 @@ class ServiceState:
             return self._model
 
     @staticmethod
-    def model_version(model: Model | None) -> str:
+    def model_version(model: AnyModel | None) -> str:
         """The ``model_version`` Label Studio records for ``model`` (:data:`UNTRAINED`: none)."""
         from lensloop.train.preannotate import model_version_name
 

@@ -23,6 +23,11 @@ DEFAULT_BACKBONE = "efficientnet-lite0"
 class TrainConfig(BaseModel):
     """Every setting of a training run.
 
+    A classification project trains by ``method`` (probe or finetune); a counting project
+    always trains a density-map U-Net on its images (:mod:`lensloop.train.counting`),
+    reading the shared settings (epochs, patience, batch size, learning rate, weight
+    decay, augment, seed, input size as the crop side) and the counting ones below.
+
     Attributes:
         method: ``probe`` (a classifier on the stored embeddings) or ``finetune`` (a CNN
             trained on the images themselves).
@@ -45,15 +50,34 @@ class TrainConfig(BaseModel):
             self-supervised encoder (``lensloop embed DIR --backbone ssl --train-epochs
             N``; its own architecture replaces ``arch``).
         input_size: Side of the square ``finetune`` input, in pixels; any image is resized
-            (aspect kept, padded) to it, and the released model takes any size.
+            (aspect kept, padded) to it, and the released model takes any size. Counting:
+            the side of the random training crops (images are never resized).
         epochs: Most ``finetune`` epochs; early stopping may end sooner.
         patience: Epochs without a better validation loss before ``finetune`` stops.
-        batch_size: Images per ``finetune`` step.
+        batch_size: Images (``finetune``) or crops (counting) per step; ``None``: 32
+            images, 8 crops.
         lr: ``finetune`` learning rate of the new classifier layer (AdamW, cosine
             schedule); pretrained layers learn at a tenth of it.
         weight_decay: AdamW weight decay of ``finetune``.
         augment: Random crops, flips, 90-degree rotations, intensity jitter and blur
-            during ``finetune`` (what a microscope image may look like; no "up").
+            during ``finetune`` (what a microscope image may look like; no "up"); for
+            counting, flips, 90-degree rotations and intensity gain, offset and gamma.
+        sigma: Counting: width in pixels of each object's Gaussian in the density map
+            (about half a typical object radius).
+        width: Counting: channels of the U-Net at full resolution (doubling per level).
+        levels: Counting: poolings of the U-Net (stride ``2**levels``).
+        count_weight: Counting: weight of the count term of the loss (the squared error
+            of the number of objects in each crop's trusted pixels, per 1000 pixels).
+        match_radius: Counting: pixels within which a predicted point matches a true one
+            (localisation metrics) and annotators' clicks mark the same object.
+        trust_radius: Counting: pixels around an annotated point of a sparsely annotated
+            image that the loss trusts (about 2 sigma; larger takes in unannotated
+            neighbours as if they were background, and the model learns to count short).
+        foreground: Counting: how a sparse image's possible objects are found (loss
+            ignores them away from annotated points): ``otsu``, ``li`` or ``triangle``
+            thresholds of the image's own smoothed intensities.
+        consensus_only: Counting: with several annotators, learn from the points a
+            majority of them marked only (else from every annotator's points).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -73,10 +97,18 @@ class TrainConfig(BaseModel):
     input_size: int = Field(default=128, ge=32, le=1024)
     epochs: int = Field(default=30, ge=1)
     patience: int = Field(default=6, ge=1)
-    batch_size: int = Field(default=32, ge=2)
+    batch_size: int | None = Field(default=None, ge=2)
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     augment: bool = True
+    sigma: float = Field(default=2.0, gt=0, le=32)
+    width: int = Field(default=16, ge=4, le=256)
+    levels: int = Field(default=3, ge=1, le=6)
+    count_weight: float = Field(default=1.0, ge=0)
+    match_radius: float = Field(default=5.0, gt=0)
+    trust_radius: float = Field(default=4.0, gt=0)
+    foreground: Literal["otsu", "li", "triangle"] = "otsu"
+    consensus_only: bool = True
 
 
 def load_train_config(path: Path | None, overrides: dict[str, Any]) -> TrainConfig:

@@ -1,6 +1,12 @@
-"""Score a released classifier on a labelled split: metrics and figures.
+"""Score a released model on a labelled split: metrics and figures.
 
-Works for both kinds of release: a head on stored embeddings (``--method probe``; the
+Counting models are scored on the split's completely annotated images (status ``full``
+or ``empty``): count MAE and mean relative error, localisation precision, recall and F1
+(one-to-one within the model's match radius); figures: predicted-vs-annotated counts and
+overlays of the images with the largest count errors, in
+``models/vN/evaluation-<split>/``.
+
+Classifiers work for both kinds of release: a head on stored embeddings (``--method probe``; the
 project must still hold the same version of its backbone's vectors) and a whole image
 classifier (``--method finetune``; the images are read and prepared as at training).
 The figures go to ``models/vN/evaluation-<split>/``: the confusion matrix, a grid of
@@ -10,7 +16,7 @@ images with predicted vs actual labels (errors first), and the metrics as JSON.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,7 @@ from lensloop.tasks.classify import (
     load_embedded_labels,
     load_labelled_images,
 )
+from lensloop.tasks.counting.density import find_peaks
 from lensloop.train.registry import RegisteredModel, resolve_model
 
 __all__ = ["EvaluationResult", "evaluate_model"]
@@ -34,15 +41,28 @@ __all__ = ["EvaluationResult", "evaluate_model"]
 _GRID_LIMIT = 64
 
 
+_OVERLAYS = 8
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Metrics of a model on a split, and the figures drawn."""
+    """Metrics of a model on a split, and the figures drawn.
+
+    Attributes:
+        version: The model version scored.
+        split: The split scored.
+        metrics: Everything measured (also in ``metrics.json`` beside the figures).
+        confusion_png: A classifier's confusion matrix.
+        grid_png: A classifier's predicted-vs-actual grid, if drawn.
+        figures: Every figure drawn, by what it shows.
+    """
 
     version: int
     split: str
     metrics: dict[str, Any]
-    confusion_png: Path
+    confusion_png: Path | None
     grid_png: Path | None
+    figures: dict[str, Path] = field(default_factory=dict)
 
 
 def _embedding_scores(
@@ -121,10 +141,12 @@ def evaluate_model(
 
     model = resolve_model(project, ref)
     card = model.card
+    if card.get("task") == "count":
+        return _evaluate_counting(project, model, split)
     if card.get("task") != TASK:
         raise ConfigError(
             f"model version {model.version} is a {card.get('task')!r} model; "
-            "`lensloop evaluate` scores classifiers"
+            "`lensloop evaluate` scores classifiers and counting models"
         )
     kind = card.get("input", {}).get("kind")
     score = _image_scores if kind == "image" else _embedding_scores
@@ -157,4 +179,74 @@ def evaluate_model(
         )
     grid = draw_prediction_grid(items, figures / "predictions.png", limit=_GRID_LIMIT)
     (figures / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    return EvaluationResult(model.version, split, metrics, confusion, grid)
+    drawn = {"confusion matrix": confusion}
+    if grid is not None:
+        drawn["predicted vs actual (errors first)"] = grid
+    return EvaluationResult(model.version, split, metrics, confusion, grid, drawn)
+
+
+def _in_split(split: str | None, wanted: str) -> bool:
+    if wanted == "train":
+        return split not in ("val", "test")
+    return split == wanted
+
+
+def _evaluate_counting(project: Project, model: RegisteredModel, split: str) -> EvaluationResult:
+    """Score a counting model on the split's completely annotated images; draw figures."""
+    from lensloop.reports import draw_count_overlay, draw_count_scatter
+    from lensloop.tasks.counting.data import load_count_images
+    from lensloop.tasks.counting.scoring import COMPLETE, count_metrics
+    from lensloop.train.counter import load_counter
+
+    counter = load_counter(model.folder, settings=project.settings)
+    radius = float(counter.card["density"]["match_radius"])
+    consensus_only = bool(model.config.get("consensus_only", True))
+    items = [
+        item
+        for item in load_count_images(project, radius=radius, consensus_only=consensus_only)
+        if _in_split(item.split, split)
+    ]
+    complete = [item for item in items if item.status in COMPLETE]
+    if not complete:
+        raise ConfigError(
+            f"no completely annotated image in the {split} split ({len(items)} annotated, "
+            "none with status full or empty); a count can only be scored where every object "
+            "is marked: mark such images full (or empty) when annotating"
+        )
+    densities = []
+    for item in complete:
+        try:
+            image = project.read_image(item.image_id)
+        except (LensloopError, OSError) as exc:
+            raise ConfigError(f"cannot read annotated image {item.image_id}: {exc}") from exc
+        densities.append(counter.density(image, name=f"image {item.image_id}"))
+    metrics = count_metrics(
+        densities, complete, sigma=counter.sigma, threshold=counter.threshold, radius=radius
+    )
+    metrics["skipped_incomplete"] = len(items) - len(complete)
+    folder = model.folder / f"evaluation-{split}"
+    folder.mkdir(exist_ok=True)
+    rows = metrics["per_image"]
+    drawn = {
+        "predicted vs annotated counts": draw_count_scatter(
+            [r["true"] for r in rows],
+            [r["predicted"] for r in rows],
+            folder / "counts.png",
+            title=f"model v{model.version} on {split}",
+        )
+    }
+    worst = sorted(range(len(rows)), key=lambda k: -abs(rows[k]["predicted"] - rows[k]["true"]))
+    for rank, k in enumerate(worst[:_OVERLAYS], start=1):
+        item = complete[k]
+        peaks = find_peaks(densities[k], sigma=counter.sigma, threshold=counter.threshold)
+        drawn[f"overlay {rank} (image {item.image_id})"] = draw_count_overlay(
+            project.read_image(item.image_id),
+            peaks,
+            folder / f"overlay-{rank}-image-{item.image_id}.png",
+            true=item.points,
+            radius=radius,
+            title=f"image {item.image_id}: {rows[k]['predicted']:.1f} predicted, "
+            f"{rows[k]['true']} annotated",
+        )
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return EvaluationResult(model.version, split, metrics, None, None, drawn)

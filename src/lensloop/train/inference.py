@@ -49,9 +49,11 @@ __all__ = [
     "ImagePrediction",
     "Model",
     "PredictReport",
+    "cached_model_folder",
     "init_model",
     "predict",
     "predict_project",
+    "read_card",
     "write_predictions_csv",
 ]
 
@@ -61,7 +63,7 @@ _CARD_FORMATS = (1,)
 _BLOCK = 8192
 _IMAGE_BATCH = 32
 _CHUNK = 900
-_KINDS = ("embedding", "image")
+_KINDS = ("embedding", "image", "density")
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,13 @@ def _as_predictions(
     ]
 
 
-def _read_card(folder: Path) -> dict[str, Any]:
+def read_card(folder: Path) -> dict[str, Any]:
+    """Read and check a released model's card (any task).
+
+    Raises:
+        ConfigError: No card, an unreadable one, an unknown format or input kind, or a
+            required field missing.
+    """
     path = folder / CARD_FILE
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
@@ -259,8 +267,12 @@ def _read_card(folder: Path) -> dict[str, Any]:
     return card
 
 
-def _cached_copy(folder: Path, card: dict[str, Any], cache_dir: Path) -> Path:
-    """Copy a model folder's card and head into the user cache; return the copy."""
+def cached_model_folder(folder: Path, card: dict[str, Any], cache_dir: Path) -> Path:
+    """Copy a model folder's card and ONNX file into the user cache; return the copy.
+
+    The copy is keyed by the ONNX file's sha256, so a model on a network share is read
+    once and a changed model is never mistaken for the cached one.
+    """
     head = folder / str(card["onnx"]["file"])
     try:
         digest = hashlib.sha256(head.read_bytes()).hexdigest()[:16]
@@ -311,12 +323,17 @@ def init_model(
     else:
         registered = resolve_model(project, model)
         folder, version = registered.folder, registered.version
-    card = _read_card(folder)
+    card = read_card(folder)
     if card["task"] != task:
         raise ConfigError(
             f"the model in {folder} is a {card['task']!r} model; this needs a {task!r} model"
         )
-    cached = _cached_copy(folder, card, settings.cache_dir)
+    if card["input"]["kind"] == "density":
+        raise ConfigError(
+            f"the model in {folder} counts objects; load it with "
+            "lensloop.train.counter.load_counter (or run `lensloop count`)"
+        )
+    cached = cached_model_folder(folder, card, settings.cache_dir)
     onnx_path = cached / str(card["onnx"]["file"])
     runner: OnnxHead | OnnxImageClassifier
     if card["input"]["kind"] == "image":

@@ -6,8 +6,9 @@ question: what does the project's current model say about these images? The answ
 pixel form; the Label Studio layer turns it into results.
 
 Classification models answer from the predictions already stored for their version
-(``lensloop predict``) and predict the rest from the images' pixels. Counting and
-segmentation models plug in here when those tasks are released.
+(``lensloop predict``) and predict the rest from the images' pixels. Counting models
+answer with the objects they locate, as keypoints (score: the mean peak height relative
+to one object's, at most 1). Segmentation models plug in here when that task is released.
 """
 
 from __future__ import annotations
@@ -22,24 +23,29 @@ from lensloop.annotate.labelstudio.tasks import PreAnnotation
 from lensloop.catalog.images import in_chunks
 from lensloop.catalog.models import ModelVersion, Prediction
 from lensloop.errors import ConfigError, LensloopError, NotFoundError
+from lensloop.train.counter import Counter, load_counter
 from lensloop.train.inference import Model, init_model
 
 if TYPE_CHECKING:
     from lensloop.project import Project
 
-__all__ = ["current_model", "model_version_name", "preannotate"]
+__all__ = ["AnyModel", "current_model", "model_version_name", "preannotate"]
+
+#: A loaded model of any task that pre-annotates.
+AnyModel = Model | Counter
+_TASKS = ("classify", "count")
 
 logger = logging.getLogger(__name__)
 
 
-def model_version_name(model: Model) -> str:
+def model_version_name(model: AnyModel) -> str:
     """The ``model_version`` Label Studio shows: ``lensloop-v3`` (or the folder name)."""
     if model.version is not None:
         return f"lensloop-v{model.version}"
     return f"lensloop-{model.folder.name}"
 
 
-def current_model(project: Project, model: str | int | None = None) -> Model | None:
+def current_model(project: Project, model: str | int | None = None) -> AnyModel | None:
     """Load the model that pre-annotates for the project's task, or ``None`` if none yet.
 
     Args:
@@ -54,14 +60,16 @@ def current_model(project: Project, model: str | int | None = None) -> Model | N
         ConfigError: A named model cannot pre-annotate the project's task, or is unusable.
         NotFoundError: A named version or alias does not exist.
     """
-    if project.task != "classify":
+    if project.task not in _TASKS:
         if model is None:
             return None
         raise ConfigError(
             f"pre-annotations for {project.task!r} projects come with their models; "
-            "this version of lensloop pre-annotates classification projects"
+            f"this version of lensloop pre-annotates {' and '.join(_TASKS)} projects"
         )
     try:
+        if project.task == "count":
+            return load_counter(model, project=project)
         return init_model(model, project=project, task=project.task)
     except NotFoundError:
         if model is not None:
@@ -70,13 +78,15 @@ def current_model(project: Project, model: str | int | None = None) -> Model | N
 
 
 def preannotate(
-    project: Project, image_ids: Sequence[int], *, model: Model
+    project: Project, image_ids: Sequence[int], *, model: AnyModel
 ) -> dict[int, PreAnnotation]:
     """Return the model's pre-annotation of each image it can read.
 
-    Stored predictions of the model's version are reused; other images are read and
-    predicted. Unreadable images are logged and left out.
+    A classifier's stored predictions of its version are reused; other images are read
+    and predicted. Unreadable images are logged and left out.
     """
+    if isinstance(model, Counter):
+        return _count_points(project, image_ids, model)
     name = model_version_name(model)
     found: dict[int, PreAnnotation] = {}
     if model.version is not None:
@@ -116,4 +126,32 @@ def preannotate(
             found[image_id] = PreAnnotation(
                 "class", {"class": item.predicted}, item.confidence, name
             )
+    return found
+
+
+def _count_points(
+    project: Project, image_ids: Sequence[int], counter: Counter
+) -> dict[int, PreAnnotation]:
+    """Keypoints where a counting model locates objects."""
+    name = model_version_name(counter)
+    label = str(counter.card["classes"][0])
+    found: dict[int, PreAnnotation] = {}
+    for image_id in image_ids:
+        try:
+            image = project.read_image(image_id)
+        except (LensloopError, OSError) as exc:
+            logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
+            continue
+        result = counter.count_array(image, name=f"image {image_id}")
+        height, width = image.shape[:2]
+        payload = {
+            "width": width,
+            "height": height,
+            "points": [
+                {"x": float(x), "y": float(y), "label": label, "id": f"p{k}"}
+                for k, (x, y) in enumerate(result.points)
+            ],
+        }
+        score = float(min(1.0, result.scores.mean())) if len(result.scores) else 1.0
+        found[image_id] = PreAnnotation("points", payload, score, name)
     return found

@@ -1,7 +1,9 @@
-"""One entry point for every training method: ``train_model(project, config)``.
+"""One entry point for every task and training method: ``train_model(project, config)``.
 
-``probe`` needs only scikit-learn and ONNX; ``finetune`` needs torch and Lightning (the
-``train`` extra), imported only when it runs.
+A classification project trains by ``config.method``: ``probe`` needs only scikit-learn
+and ONNX; ``finetune`` needs torch and Lightning (the ``train`` extra), imported only when
+it runs. A counting project trains a density-map U-Net (:mod:`lensloop.train.counting`,
+also torch and Lightning).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def train_model(
     *,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainResult:
-    """Train, score, export and register a model by ``config.method``.
+    """Train, score, export and register a model for the project's task.
 
     Args:
         project: The project.
@@ -30,17 +32,34 @@ def train_model(
         progress: ``(stage, done, total)`` callback of the ``finetune`` method.
 
     Raises:
-        ConfigError: ``finetune`` without torch and Lightning installed, or any error of
-            the method (see :func:`~lensloop.train.probe.train_probe` and
-            :func:`~lensloop.train.finetune.train_finetune`).
+        ConfigError: ``finetune`` or counting without torch and Lightning installed, a
+            task that has no trainer yet, or any error of the trainer (see
+            :func:`~lensloop.train.probe.train_probe`,
+            :func:`~lensloop.train.finetune.train_finetune` and
+            :func:`~lensloop.train.counting.train_counting`).
     """
+    if project.task == "count":
+        try:
+            from lensloop.train.counting import train_counting
+        except ImportError as exc:
+            raise ConfigError(_needs_torch("counting", exc)) from None
+        return train_counting(project, config, progress=progress)
+    if project.task != "classify":
+        raise ConfigError(
+            f"this version of lensloop trains classify and count projects, not "
+            f"{project.task!r} ones"
+        )
     if config.method == "probe":
         return train_probe(project, config)
     try:
         from lensloop.train.finetune import train_finetune
     except ImportError as exc:
-        raise ConfigError(
-            f"--method finetune needs torch and Lightning ({exc.name} is not installed); "
-            "install them with: pip install 'lensloop[train]'"
-        ) from None
+        raise ConfigError(_needs_torch("--method finetune", exc)) from None
     return train_finetune(project, config, progress=progress)
+
+
+def _needs_torch(what: str, exc: ImportError) -> str:
+    return (
+        f"{what} needs torch and Lightning ({exc.name} is not installed); "
+        "install them with: pip install 'lensloop[train]'"
+    )

@@ -1,0 +1,190 @@
+"""The counting benchmark: synthetic fluorescence cells, trained and scored the user's way.
+
+Usage:
+    .venv/bin/python bench/bench_counting.py [--bit-depth 16] [--epochs 30] [--out FILE]
+
+For each scenario a fresh ``count`` project is made from synthetic cell images with known
+centres (:mod:`lensloop.tasks.counting.synthetic`, 256 x 256, 50-300 cells each): 64
+training images and 32 test images, plus 8 test images without cells (status
+``empty``). Points reach the catalog through ``lensloop count import`` (a JSON point
+file); the model is trained with ``train_model`` at its default settings (a fifth of the
+training images is held out for early stopping and the peak threshold) and scored with
+``evaluate_model`` on the test split:
+
+- ``full``: every cell annotated, status ``full``;
+- ``sparse``: 20% of the cells of each training image annotated, status ``sparse``
+  (the test images stay fully annotated).
+
+Then a 4000 x 4000 image with 20,000 cells is counted by the ``full`` model in a fresh
+process, whose peak resident memory is reported.
+
+Prints a Markdown table and writes the figures as JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from lensloop.annotate.pointfiles import import_points
+from lensloop.catalog.models import Image
+from lensloop.imaging import write_image
+from lensloop.project import Project
+from lensloop.project.ingest import ingest
+from lensloop.settings import Settings
+from lensloop.tasks.counting.synthetic import CellStyle, make_cell_dataset, thin_points
+from lensloop.train.config import TrainConfig
+from lensloop.train.evaluate import evaluate_model
+from lensloop.train.trainer import train_model
+
+_LARGE = """
+import resource, sys, time
+from lensloop.tasks.counting.synthetic import CellStyle, make_cell_image
+from lensloop.train.counter import load_counter
+image, centres = make_cell_image(4000, 4000, 20000, style=CellStyle(bit_depth={bits}), seed=7)
+model = load_counter(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+result = model.count_array(image)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(centres), result.count, len(result.points), seconds, before / 1024, peak / 1024)
+"""
+
+
+def _write_set(folder: Path, data: list[Any], prefix: str) -> list[tuple[str, Any]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    named = []
+    for k, (image, centres) in enumerate(data):
+        name = f"{prefix}-{k:03d}.png"
+        write_image(folder / name, image)
+        named.append((name, centres))
+    return named
+
+
+def _scenario(
+    root: Path,
+    name: str,
+    train: list[tuple[str, Any]],
+    test: list[tuple[str, Any]],
+    empty: list[tuple[str, Any]],
+    *,
+    fraction: float,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    settings = Settings(cache_dir=root / "cache")
+    project = Project.init(root / name, task="count", classes=["cell"], settings=settings)
+    with project:
+        ingest(project, [root / "images"])
+        entries = []
+        for k, (image, centres) in enumerate(train):
+            points = centres if fraction >= 1 else thin_points(centres, fraction, seed=k)
+            status = "full" if fraction >= 1 else "sparse"
+            entries.append({"image": image, "points": points.tolist(), "status": status})
+        for image, centres in test:
+            entries.append({"image": image, "points": centres.tolist(), "status": "full"})
+        for image, _ in empty:
+            entries.append({"image": image, "points": [], "status": "empty"})
+        point_file = root / f"{name}-points.json"
+        point_file.write_text(json.dumps({"images": entries}))
+        imported = import_points(project, point_file, annotator="bench")
+        held = [n for n, _ in test + empty]
+        with project.catalog.transaction() as session:
+            for image in held:
+                session.execute(
+                    update(Image).where(Image.uri.endswith("/" + image)).values(split="test")
+                )
+        started = time.perf_counter()
+        trained = train_model(project, config)
+        train_s = time.perf_counter() - started
+        tested = evaluate_model(project, str(trained.model.version), split="test").metrics
+    return {
+        "scenario": name,
+        "points_imported": imported.points,
+        "train_images": trained.metrics["n_train"],
+        "val_images": trained.metrics["n_val"],
+        "best_epoch": trained.metrics["best_epoch"],
+        "epochs_run": len(trained.metrics["history"]),
+        "train_s": round(train_s, 1),
+        "threshold": tested["threshold"],
+        "test": {k: v for k, v in tested.items() if k != "per_image"},
+        "model_folder": str(trained.model.folder),
+    }
+
+
+def _large(folder: str, bits: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _LARGE.format(bits=bits), folder],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cells, counted, located, seconds, before, peak = done.stdout.split()
+    return {
+        "image": "4000 x 4000",
+        "cells": int(cells),
+        "count": round(float(counted), 1),
+        "located": int(located),
+        "seconds": round(float(seconds), 1),
+        "rss_before_mib": round(float(before)),
+        "peak_rss_mib": round(float(peak)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bit-depth", type=int, default=16, choices=(8, 16))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--scenarios", nargs="+", default=["full", "sparse"])
+    parser.add_argument("--out", type=Path, default=Path("bench/out/counting.json"))
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    style = CellStyle(bit_depth=args.bit_depth)
+    config = TrainConfig(epochs=args.epochs)
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "bit_depth": args.bit_depth,
+        "config": config.model_dump(),
+        "scenarios": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="lensloop-bench-count-") as scratch:
+        root = Path(scratch)
+        images = root / "images"
+        train = _write_set(images, make_cell_dataset(64, style=style, seed=1), "train")
+        test = _write_set(images, make_cell_dataset(32, style=style, seed=2), "test")
+        empty = _write_set(images, make_cell_dataset(8, cells=(0, 0), style=style, seed=3), "empty")
+        fractions = {"full": 1.0, "sparse": 0.2}
+        for name in args.scenarios:
+            print(f"training {name} ...", file=sys.stderr, flush=True)
+            row = _scenario(root, name, train, test, empty, fraction=fractions[name], config=config)
+            results["scenarios"].append(row)
+            print(json.dumps(row["test"]), file=sys.stderr, flush=True)
+        first = results["scenarios"][0]["model_folder"]
+        results["large"] = _large(first, args.bit_depth)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print("| scenario | MRE | MAE | empty MAE | F1 @5 px | precision | recall | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in results["scenarios"]:
+        t = row["test"]
+        print(
+            f"| {row['scenario']} | {t['mre'] * 100:.1f}% | {t['mae']:.2f} | "
+            f"{t['mae_empty']:.2f} | {t['f1']:.3f} | {t['precision']:.3f} | "
+            f"{t['recall']:.3f} | {row['train_s']:.0f} |"
+        )
+    print(json.dumps(results["large"]))
+
+
+if __name__ == "__main__":
+    main()

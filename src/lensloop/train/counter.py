@@ -1,0 +1,298 @@
+"""Run a released counting model: counts and locations of objects in images.
+
+A counting release (``task: count``, input kind ``density``) is an ONNX graph from scaled
+``(N, C, H, W)`` images to a density ``(N, 1, H, W)`` in objects per pixel, and a card
+that says how to scale an image (:mod:`lensloop.tasks.counting.inputs`) and how to read
+the density: the count is its sum, the locations its local maxima above the card's
+threshold (:func:`~lensloop.tasks.counting.density.find_peaks`). Images of any size are
+run in overlapping tiles (:func:`~lensloop.tasks.tiling.predict_tiled`), so a
+4000 x 4000 image needs memory for one tile batch and the density, not for the network
+on the whole image.
+
+:func:`load_counter` loads a model by version, alias or folder (through the same user
+cache as classifiers); :func:`count` is the Python entry point, ``lensloop count`` the
+command line one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lensloop.errors import ConfigError, NotFoundError
+from lensloop.project import Project
+from lensloop.settings import Settings
+from lensloop.tasks.counting.density import find_peaks
+from lensloop.tasks.counting.inputs import IntensityRange, scale_image
+from lensloop.tasks.tiling import predict_tiled
+from lensloop.train.heads import open_onnx_session
+from lensloop.train.inference import cached_model_folder, read_card
+from lensloop.train.registry import resolve_model
+
+__all__ = ["CountResult", "Counter", "OnnxDensity", "count", "load_counter"]
+
+TASK = "count"
+_INPUT = "input"
+_OUTPUT = "density"
+_BATCH = 4
+
+
+class OnnxDensity:
+    """A released density graph opened once: ``(N, C, H, W)`` -> ``(N, 1, H, W)``.
+
+    Raises:
+        ConfigError: On opening, a corrupt file or a graph that is not a lensloop counting
+            model; on calling, input of the wrong shape.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._session = open_onnx_session(path)
+        inputs = self._session.get_inputs()
+        outputs = [o.name for o in self._session.get_outputs()]
+        if len(inputs) != 1 or inputs[0].name != _INPUT or len(inputs[0].shape) != 4:
+            raise ConfigError(
+                f"{path} is not a lensloop counting model (inputs "
+                f"{[(i.name, i.shape) for i in inputs]}, outputs {outputs}); pass a model "
+                "released by `lensloop train` on a count project"
+            )
+        if _OUTPUT not in outputs:
+            raise ConfigError(f"{path} has no {_OUTPUT!r} output; it is not a counting model")
+        channels = inputs[0].shape[1]
+        self.channels = int(channels) if isinstance(channels, int) else None
+
+    def __call__(self, batch: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """``(N, 1, H, W)`` density of a float32 ``(N, C, H, W)`` batch."""
+        data = np.ascontiguousarray(batch, dtype=np.float32)
+        if data.ndim != 4 or (self.channels is not None and data.shape[1] != self.channels):
+            raise ConfigError(
+                f"{self.path} takes (N, {self.channels}, H, W) images but received shape "
+                f"{data.shape}"
+            )
+        (density,) = self._session.run([_OUTPUT], {_INPUT: data})
+        return np.asarray(density, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CountResult:
+    """One image's count.
+
+    Attributes:
+        source: The file path, catalog image id or array position given.
+        count: Objects in the image: the sum of the density map.
+        points: ``(K, 2)`` located objects ``(x, y)`` in pixels, strongest first.
+        scores: ``(K,)`` each location's peak height relative to one object's (about 1
+            for an isolated, clearly seen object).
+    """
+
+    source: str
+    count: float
+    points: npt.NDArray[np.float64] = field(repr=False)
+    scores: npt.NDArray[np.float64] = field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: count, number of locations, and the locations."""
+        return {
+            "count": round(self.count, 3),
+            "located": len(self.points),
+            "points": [[round(float(x), 2), round(float(y), 2)] for x, y in self.points],
+            "scores": [round(float(s), 3) for s in self.scores],
+        }
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A loaded counting model.
+
+    Attributes:
+        folder: The (cached) model folder.
+        card: The model card.
+        version: Its version in the project registry (``None`` when loaded from a path).
+        runner: The ONNX session.
+    """
+
+    folder: Path
+    card: dict[str, Any]
+    version: int | None
+    runner: OnnxDensity = field(repr=False, compare=False)
+
+    @property
+    def sigma(self) -> float:
+        """Width of one object's Gaussian in the density, in pixels."""
+        return float(self.card["density"]["sigma"])
+
+    @property
+    def threshold(self) -> float:
+        """Peak threshold, as a fraction of one object's peak height."""
+        return float(self.card["density"]["threshold"])
+
+    def density(self, image: npt.ArrayLike, *, name: str = "image") -> npt.NDArray[np.float32]:
+        """The ``(H, W)`` density map of an image (objects per pixel).
+
+        Raises:
+            ConfigError: The image's shape does not fit the model.
+        """
+        scaling = IntensityRange.from_card(self.card["input"])
+        scaled = scale_image(image, scaling, name=name)
+        spec = self.card["density"]
+        density: npt.NDArray[np.float32] = predict_tiled(
+            scaled,
+            self.runner,
+            tile=int(spec.get("tile", 512)),
+            overlap=int(spec.get("overlap", 64)),
+            batch_size=_BATCH,
+            out_channels=1,
+        )[0]
+        return density
+
+    def count_array(self, image: npt.ArrayLike, *, name: str = "image") -> CountResult:
+        """Count the objects of one image array."""
+        density = self.density(image, name=name)
+        points = find_peaks(density, sigma=self.sigma, threshold=self.threshold)
+        peak = 1.0 / (2.0 * np.pi * self.sigma**2)
+        if len(points):
+            cols = np.clip(points[:, 0].astype(np.intp), 0, density.shape[1] - 1)
+            rows = np.clip(points[:, 1].astype(np.intp), 0, density.shape[0] - 1)
+            scores = density[rows, cols].astype(np.float64) / peak
+        else:
+            scores = np.zeros(0, dtype=np.float64)
+        return CountResult(name, float(density.sum(dtype=np.float64)), points, scores)
+
+    def count(self, images: Iterable[str | Path | npt.NDArray[Any]]) -> list[CountResult]:
+        """Count the objects of image files or arrays.
+
+        Raises:
+            ConfigError: An image cannot be read or has an unusable shape (named).
+        """
+        from lensloop.imaging import read_image
+
+        results = []
+        for position, image in enumerate(images):
+            if isinstance(image, np.ndarray):
+                name, array = f"array {position}", image
+            else:
+                name = str(image)
+                try:
+                    array = read_image(Path(image))
+                except (ValueError, OSError) as exc:
+                    raise ConfigError(f"cannot count {name}: {exc}") from exc
+            results.append(self.count_array(array, name=name))
+        return results
+
+
+def load_counter(
+    model: str | int | Path | None = None,
+    *,
+    project: Project | None = None,
+    settings: Settings | None = None,
+) -> Counter:
+    """Load a released counting model by version number, alias or folder path.
+
+    Args:
+        model: A version or alias of ``project``'s registry, or a released model folder;
+            ``None``: the champion, else the latest version.
+        project: The project whose registry holds ``model`` (not needed for a path).
+        settings: Where the user cache is (default: the project's, else the environment's).
+
+    Raises:
+        ConfigError: Not a counting model folder, an unreadable card, or a corrupt graph.
+        NotFoundError: No such version or alias.
+    """
+    settings = settings or (project.settings if project is not None else Settings())
+    version: int | None = None
+    if isinstance(model, Path) or (isinstance(model, str) and Path(model).is_dir()):
+        folder = Path(model)
+    elif project is None:
+        raise ConfigError(
+            f"{model!r} is not a model folder; give a project to load a version or alias"
+        )
+    else:
+        registered = resolve_model(project, model)
+        folder, version = registered.folder, registered.version
+    card = read_card(folder)
+    if card["task"] != TASK or card["input"].get("kind") != "density":
+        raise ConfigError(
+            f"the model in {folder} is a {card['task']!r} model; counting needs a model "
+            "trained on a count project"
+        )
+    for key in ("density", "input"):
+        if not isinstance(card.get(key), dict):
+            raise ConfigError(f"the model card in {folder} lacks {key!r}; it was edited by hand")
+    cached = cached_model_folder(folder, card, settings.cache_dir)
+    runner = OnnxDensity(cached / str(card["onnx"]["file"]))
+    channels = len(IntensityRange.from_card(card["input"]).low)
+    if runner.channels is not None and runner.channels != channels:
+        raise ConfigError(
+            f"the model in {folder} takes {runner.channels} channels but its card scales "
+            f"{channels}; the folder was changed by hand"
+        )
+    return Counter(folder=cached, card=card, version=version, runner=runner)
+
+
+def count(
+    images: Sequence[str | Path | npt.NDArray[Any]] | str | Path,
+    model: Counter | str | int | Path | None = None,
+    *,
+    project: Project | None = None,
+) -> tuple[dict[str, float], dict[str, npt.NDArray[np.float64]]]:
+    """Count objects in images: ``(counts, locations)``, both keyed by image.
+
+    Args:
+        images: Image files, folders (their images, recursively), or arrays (keyed
+            ``array 0``, ``array 1``, ...).
+        model: A loaded :class:`Counter`, or what :func:`load_counter` takes.
+        project: The project whose registry ``model`` names.
+
+    Returns:
+        ``counts`` maps each image to its count (the density's sum), ``locations`` to
+        its ``(K, 2)`` object positions ``(x, y)`` in pixels.
+
+    Raises:
+        ConfigError: No images found, an unreadable image, or an unusable model.
+        NotFoundError: No such model version or alias.
+    """
+    counter = model if isinstance(model, Counter) else load_counter(model, project=project)
+    given: Sequence[str | Path | npt.NDArray[Any]] = (
+        [images] if isinstance(images, str | Path) else images
+    )
+    found = expand_images(given)
+    results = counter.count(found)
+    return (
+        {r.source: r.count for r in results},
+        {r.source: r.points for r in results},
+    )
+
+
+def expand_images(
+    items: Sequence[str | Path | npt.NDArray[Any]],
+) -> list[str | Path | npt.NDArray[Any]]:
+    """Files as given, folders as their image files (sorted, recursive), arrays as given.
+
+    Raises:
+        NotFoundError: A path does not exist, or a folder holds no image.
+    """
+    from lensloop.sources import IMAGE_SUFFIXES
+
+    found: list[str | Path | npt.NDArray[Any]] = []
+    for item in items:
+        if isinstance(item, np.ndarray):
+            found.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not files:
+                raise NotFoundError(f"{path} holds no image files")
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise NotFoundError(f"{path} does not exist")
+    return found
