@@ -255,8 +255,9 @@ def test_a_held_out_fifth_validates_when_there_is_no_val_split(
     tmp_path: Path, settings: Settings
 ) -> None:
     project, _ = make_counting_project(tmp_path, settings, n_images=10)
-    with project:
-        result = train_model(project, CONFIG.model_copy(update={"epochs": 1}))
+    with project:  # with the count term of the loss, too
+        result = train_model(project, CONFIG.model_copy(update={"epochs": 1, "count_weight": 1.0}))
+    assert result.metrics["history"][0]["train_loss"] > 0
     assert result.metrics["validation"] == "held out from the annotated images"
     assert result.metrics["n_val"] == 2
     assert result.metrics["n_train"] == 8

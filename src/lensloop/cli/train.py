@@ -241,6 +241,8 @@ def models(
             "aliases": m.aliases,
             "val_accuracy": m.metrics.get("val", {}).get("accuracy"),
             "val_macro_f1": m.metrics.get("val", {}).get("macro_f1"),
+            "val_mre": m.metrics.get("val", {}).get("mre"),
+            "val_f1": m.metrics.get("val", {}).get("f1"),
             "created_at": m.created_at.isoformat(),
             "folder": str(m.folder),
         }
@@ -253,15 +255,21 @@ def models(
         out.print(f"no models yet; run `lensloop train {directory}`")
         return
     table = Table(title="model versions")
-    for column in ("version", "task", "aliases", "val accuracy", "val macro-F1", "created"):
+    for column in ("version", "task", "aliases", "validation", "created"):
         table.add_column(column)
     for row in rows:
+        if row["task"] == "count":
+            mre = row["val_mre"] * 100 if row["val_mre"] is not None else None
+            score = f"relative count error {_number(mre, 1)}%, F1 {_number(row['val_f1'])}"
+        else:
+            score = (
+                f"accuracy {_number(row['val_accuracy'])}, macro-F1 {_number(row['val_macro_f1'])}"
+            )
         table.add_row(
             str(row["version"]),
             str(row["task"]),
             ", ".join(row["aliases"]),
-            f"{row['val_accuracy']:.3f}" if row["val_accuracy"] is not None else "-",
-            f"{row['val_macro_f1']:.3f}" if row["val_macro_f1"] is not None else "-",
+            score,
             str(row["created_at"])[:19],
         )
     out.print(table)
