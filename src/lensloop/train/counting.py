@@ -17,9 +17,10 @@ into a consensus) become training pairs:
 The U-Net (:class:`lensloop.tasks.unet.UNet`) is trained with Lightning on random crops
 (``input_size``; as many per epoch as the images hold), flipped and turned by 90 degrees,
 with random gain and offset; the loss is the weighted squared error of the density, plus,
-when ``count_weight`` is set, that times the squared error of the number of objects in each
-crop's trusted pixels; negative outputs where the target is zero cost nothing (the released graph clamps
-the density at zero, so background settles below zero instead of adding up noise).
+when ``count_weight`` is set, that times the squared error of the number of objects in
+each crop's trusted pixels; negative outputs where the target is zero cost nothing (the
+released graph clamps the density at zero, so background settles below zero instead of
+adding up noise).
 Validation runs on whole images (tiled); early stopping keeps the epoch with the
 lowest validation loss. Validation images are the annotated ``val`` split, or, when that
 has none, a seeded fifth of the annotated images held out for this run.
