@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lensloop.errors import ConfigError, MultiPageImageError
+from lensloop.reports._common import line_px, png_path, shorten
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
@@ -81,17 +82,6 @@ class GridItem:
 
 
 # --------------------------------------------------------------------------- shared
-
-
-def _png_path(path: Path | str, what: str) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ConfigError(f"the {what} is written as PNG; got path {path}, give it a .png suffix")
-    return path
-
-
-def _shorten(name: str, limit: int) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _write_png(path: Path, rgb: npt.NDArray[np.uint8]) -> Path:
@@ -181,7 +171,7 @@ def draw_confusion_matrix(
         >>> draw_confusion_matrix(np.array([[5, 1], [0, 3]]), ["a", "b"], out).name
         'cm.png'
     """
-    path = _png_path(path, "confusion matrix")
+    path = png_path(path, "confusion matrix")
     counts = _check_matrix(matrix, class_names)
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -196,7 +186,7 @@ def draw_confusion_matrix(
     cell_in = float(np.clip(8.0 / n, 0.32, 1.0))
     tick_pt = float(np.clip(cell_in * 72 * 0.35, 6.0, 11.0))
     note_pt = float(np.clip(cell_in * 72 * 0.26, 5.5, 11.0))
-    x_names = [_shorten(name, _NAME_CHARS) for name in class_names]
+    x_names = [shorten(name, _NAME_CHARS) for name in class_names]
     y_names = [f"{name} ({int(total)})" for name, total in zip(x_names, totals, strict=True)]
     rotation = 45 if n <= 10 else 90
     char_in = tick_pt * 0.6 / 72  # a generous average glyph width; the layout trims the rest
@@ -277,15 +267,11 @@ def caption_height(tile: int) -> int:
         The caption band's height in pixels (42 for the default tile of 160).
     """
     font_px = _font_px(tile)
-    return 2 * _line_px(font_px) + font_px // 2
+    return 2 * line_px(font_px) + font_px // 2
 
 
 def _font_px(tile: int) -> int:
     return max(10, tile // 12)
-
-
-def _line_px(font_px: int) -> int:
-    return font_px + font_px // 3 + 1
 
 
 def _check_grid_options(columns: int, tile: int, limit: int | None) -> None:
@@ -444,7 +430,7 @@ def _draw_tile(
 
     margin = captioner.margin(tile)
     font_px = _font_px(tile)
-    line = _line_px(font_px)
+    line = line_px(font_px)
     y = top + tile + font_px // 4
     pred = captioner.line("pred: ", item.predicted, f" ({item.confidence:.2f})")
     true = captioner.line("true: ", "?" if item.actual is None else item.actual)
@@ -498,7 +484,7 @@ def draw_prediction_grid(
             ``path`` does not end in ``.png``.
         OSError: The folder is missing or not writable.
     """
-    path = _png_path(path, "prediction grid")
+    path = png_path(path, "prediction grid")
     _check_grid_options(columns, tile, limit)
     _check_items(items)
 

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lensloop.errors import ConfigError
+from lensloop.reports._common import line_px, png_path, shorten
 
 if TYPE_CHECKING:
     from PIL import Image, ImageDraw, ImageFont
@@ -71,17 +72,6 @@ _PREDICTED_TEXT: Final = (170, 110, 0)
 
 
 # --------------------------------------------------------------------------- shared
-
-
-def _png_path(path: Path | str, what: str) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ConfigError(f"the {what} is written as PNG; got path {path}, give it a .png suffix")
-    return path
-
-
-def _shorten(name: str, limit: int) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _number(value: float) -> str:
@@ -124,10 +114,6 @@ def _font_px(height: int, width: int, max_side: int) -> int:
     """Caption font size: about 1/48 of the picture's longer side, 11 to 32 pixels."""
     side = min(max_side, max(height, width, _MIN_SIDE))
     return int(np.clip(round(side / 48), 11, 32))
-
-
-def _line_px(font_px: int) -> int:
-    return font_px + font_px // 3 + 1
 
 
 def _block_mean(pixels: np.ndarray, rows_per: int, cols_per: int) -> np.ndarray:
@@ -224,7 +210,7 @@ def _draw_caption(
             if shown != text:
                 break
             x += draw.textlength(shown, font=font) + gap
-        y += _line_px(font_px)
+        y += line_px(font_px)
 
 
 def _caption(
@@ -330,7 +316,7 @@ def draw_count_overlay(
         ... ).name
         'overlay.png'
     """
-    path = _png_path(out, "count overlay")
+    path = png_path(out, "count overlay")
     pixels = _check_image(image)
     _check_max_side(max_side)
     if radius is not None:
@@ -356,7 +342,7 @@ def draw_count_overlay(
     height, width = pixels.shape[:2]
     font_px = _font_px(height, width, max_side)
     lines = _caption(title, len(pred), matching, radius)
-    band = len(lines) * _line_px(font_px) + 2 * max(4, font_px // 2)
+    band = len(lines) * line_px(font_px) + 2 * max(4, font_px // 2)
     picture, (sx, sy) = _picture(pixels, _picture_size(height, width, max_side, band))
 
     canvas = Image.new("RGB", (picture.width, band + picture.height), _BAND)
@@ -444,7 +430,7 @@ def _check_labels(labels: Sequence[str] | None, n: int) -> list[str] | None:
         )
     if len(labels) != n:
         raise ValueError(f"labels must hold one name per image ({n}); got {len(labels)}")
-    return [_shorten(str(label), _NAME_CHARS) for label in labels]
+    return [shorten(str(label), _NAME_CHARS) for label in labels]
 
 
 def _summary(gold: npt.NDArray[np.float64], pred: npt.NDArray[np.float64]) -> str:
@@ -505,7 +491,7 @@ def draw_count_scatter(
         >>> draw_count_scatter([10, 0, 52], [12, 1, 47.5], out).name
         'counts.png'
     """
-    path = _png_path(out, "count scatter")
+    path = png_path(out, "count scatter")
     gold, pred = _check_counts(true_counts, predicted_counts)
     names = _check_labels(labels, len(gold))
     try:
