@@ -31,14 +31,24 @@ from lensloop.tasks.counting.density import find_peaks
 from lensloop.tasks.counting.inputs import IntensityRange, scale_image
 from lensloop.tasks.tiling import predict_tiled
 from lensloop.train.heads import open_onnx_session
-from lensloop.train.inference import cached_model_folder, read_card
-from lensloop.train.registry import resolve_model
+from lensloop.train.inference import cached_model_folder, locate_model, read_card
 
-__all__ = ["CountResult", "Counter", "OnnxDensity", "count", "load_counter"]
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "TASK",
+    "CountResult",
+    "Counter",
+    "OnnxDensity",
+    "count",
+    "expand_images",
+    "load_counter",
+]
 
 TASK = "count"
-_INPUT = "input"
-_OUTPUT = "density"
+#: Names of the released graph's input and output.
+INPUT_NAME = "input"
+OUTPUT_NAME = "density"
 _BATCH = 4
 
 
@@ -55,14 +65,14 @@ class OnnxDensity:
         self._session = open_onnx_session(path)
         inputs = self._session.get_inputs()
         outputs = [o.name for o in self._session.get_outputs()]
-        if len(inputs) != 1 or inputs[0].name != _INPUT or len(inputs[0].shape) != 4:
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 4:
             raise ConfigError(
                 f"{path} is not a lensloop counting model (inputs "
                 f"{[(i.name, i.shape) for i in inputs]}, outputs {outputs}); pass a model "
                 "released by `lensloop train` on a count project"
             )
-        if _OUTPUT not in outputs:
-            raise ConfigError(f"{path} has no {_OUTPUT!r} output; it is not a counting model")
+        if OUTPUT_NAME not in outputs:
+            raise ConfigError(f"{path} has no {OUTPUT_NAME!r} output; it is not a counting model")
         channels = inputs[0].shape[1]
         self.channels = int(channels) if isinstance(channels, int) else None
 
@@ -74,7 +84,7 @@ class OnnxDensity:
                 f"{self.path} takes (N, {self.channels}, H, W) images but received shape "
                 f"{data.shape}"
             )
-        (density,) = self._session.run([_OUTPUT], {_INPUT: data})
+        (density,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: data})
         return np.asarray(density, dtype=np.float32)
 
 
@@ -204,16 +214,7 @@ def load_counter(
         NotFoundError: No such version or alias.
     """
     settings = settings or (project.settings if project is not None else Settings())
-    version: int | None = None
-    if isinstance(model, Path) or (isinstance(model, str) and Path(model).is_dir()):
-        folder = Path(model)
-    elif project is None:
-        raise ConfigError(
-            f"{model!r} is not a model folder; give a project to load a version or alias"
-        )
-    else:
-        registered = resolve_model(project, model)
-        folder, version = registered.folder, registered.version
+    folder, version = locate_model(model, project)
     card = read_card(folder)
     if card["task"] != TASK or card["input"].get("kind") != "density":
         raise ConfigError(

@@ -67,7 +67,8 @@ from lensloop.tasks.counting.scoring import COMPLETE, count_metrics
 from lensloop.tasks.tiling import predict_tiled
 from lensloop.tasks.unet import UNet
 from lensloop.train.config import TrainConfig
-from lensloop.train.loop import epoch_callbacks, precision, quiet_lightning
+from lensloop.train.counter import INPUT_NAME, OUTPUT_NAME, TASK, OnnxDensity
+from lensloop.train.loop import epoch_callbacks, fit_keeping_best
 from lensloop.train.release import release, staging_folder, tracked_metrics
 
 if TYPE_CHECKING:
@@ -75,21 +76,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_THRESHOLD",
-    "INPUT_NAME",
     "MODEL_FILE",
-    "OUTPUT_NAME",
     "TARGET_SCALE",
-    "TASK",
     "DensityNet",
     "train_counting",
 ]
 
 logger = logging.getLogger(__name__)
 
-TASK = "count"
 MODEL_FILE = "model.onnx"
-INPUT_NAME = "input"
-OUTPUT_NAME = "density"
 #: Training targets are densities times this (a peak of sigma 2 is ~4, not ~0.04).
 TARGET_SCALE = 100.0
 #: Peak threshold (fraction of one object's peak) when no validation image is complete.
@@ -481,25 +476,17 @@ def _fit(
             drop_last=len(crops) > (config.batch_size or DEFAULT_BATCH),
         )
         val_loader = DataLoader(_Whole(val), batch_size=None, shuffle=False, num_workers=0)
-        with quiet_lightning():
-            trainer = L.Trainer(
-                max_epochs=config.epochs,
-                accelerator="auto",
-                devices=1,
-                precision=precision(),
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                callbacks=callbacks,
-                default_root_dir=str(project.runs_dir),
-            )
-            trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    if best["state"] is not None:
-        net.load_state_dict(best["state"])
-    chosen = int(best["epoch"]) if best["state"] is not None else len(history)
-    net.cpu().eval()
+        chosen = fit_keeping_best(
+            module,
+            net,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            best=best,
+            history=history,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            root_dir=str(project.runs_dir),
+        )
     return net, history, chosen
 
 
@@ -522,7 +509,6 @@ def train_counting(
             image of another size, or an unreachable tracking server.
     """
     from lensloop.embed.export import export_onnx
-    from lensloop.train.counter import OnnxDensity
     from lensloop.train.probe import TrainResult
     from lensloop.train.tracking import start_run
 

@@ -51,7 +51,7 @@ from lensloop.tasks.classify import (
     load_labelled_images,
 )
 from lensloop.train.config import TrainConfig
-from lensloop.train.loop import epoch_callbacks, precision, quiet_lightning
+from lensloop.train.loop import epoch_callbacks, fit_keeping_best
 from lensloop.train.onnx_image import OUTPUT_NAME, OnnxImageClassifier, image_channels
 from lensloop.train.release import (
     classification_training_data,
@@ -441,25 +441,17 @@ def _fit(
             val_loader = _loader(
                 prepared, val_rows, data.labels, batch_size=_EVAL_BATCH, shuffle=False, seed=0
             )
-        with quiet_lightning():
-            trainer = L.Trainer(
-                max_epochs=epochs,
-                accelerator="auto",
-                devices=1,
-                precision=precision(),
-                logger=False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                callbacks=callbacks,
-                default_root_dir=str(project.runs_dir),
-            )
-            trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-    if best["state"] is not None:
-        classifier.load_state_dict(best["state"])
-    chosen = int(best["epoch"]) if best["state"] is not None else len(history)
-    classifier.cpu().eval()
+        chosen = fit_keeping_best(
+            module,
+            classifier,
+            epochs=epochs,
+            callbacks=callbacks,
+            best=best,
+            history=history,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            root_dir=str(project.runs_dir),
+        )
     return classifier, history, chosen
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "PredictReport",
     "cached_model_folder",
     "init_model",
+    "locate_model",
     "predict",
     "predict_project",
     "read_card",
@@ -290,6 +291,30 @@ def cached_model_folder(folder: Path, card: dict[str, Any], cache_dir: Path) -> 
     return target
 
 
+def locate_model(
+    model: str | int | Path | None, project: Project | None
+) -> tuple[Path, int | None]:
+    """The folder of a released model and its version (``None`` for a folder path).
+
+    Args:
+        model: A version number or alias of ``project``'s registry, or a model folder;
+            ``None``: the champion, else the latest version.
+        project: The project whose registry holds ``model`` (not needed for a path).
+
+    Raises:
+        ConfigError: ``model`` is not a folder and there is no project.
+        NotFoundError: No such version or alias.
+    """
+    if isinstance(model, Path) or (isinstance(model, str) and Path(model).is_dir()):
+        return Path(model), None
+    if project is None:
+        raise ConfigError(
+            f"{model!r} is not a model folder; pass project= to load a version or alias"
+        )
+    registered = resolve_model(project, model)
+    return registered.folder, registered.version
+
+
 def init_model(
     model: str | int | Path | None = None,
     *,
@@ -313,16 +338,7 @@ def init_model(
         NotFoundError: No such version or alias.
     """
     settings = settings or (project.settings if project is not None else Settings())
-    version: int | None = None
-    if isinstance(model, Path) or (isinstance(model, str) and Path(model).is_dir()):
-        folder = Path(model)
-    elif project is None:
-        raise ConfigError(
-            f"{model!r} is not a model folder; pass project= to load a version or alias"
-        )
-    else:
-        registered = resolve_model(project, model)
-        folder, version = registered.folder, registered.version
+    folder, version = locate_model(model, project)
     card = read_card(folder)
     if card["task"] != task:
         raise ConfigError(

@@ -19,7 +19,7 @@ import lightning as L  # noqa: N812
 import torch
 from torch import nn
 
-__all__ = ["epoch_callbacks", "precision", "quiet_lightning"]
+__all__ = ["epoch_callbacks", "fit_keeping_best", "precision", "quiet_lightning"]
 
 _LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
@@ -83,3 +83,43 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+def fit_keeping_best(
+    module: Any,
+    network: nn.Module,
+    *,
+    epochs: int,
+    callbacks: list[Any],
+    best: dict[str, Any],
+    history: list[dict[str, float]],
+    train_loader: Any,
+    val_loader: Any,
+    root_dir: str,
+) -> int:
+    """Fit ``module`` quietly and keep the best epoch's weights in ``network``.
+
+    Afterwards ``network`` is on the CPU in eval mode; the return value is the epoch kept
+    (the last one run when none was). ``callbacks``, ``best`` and ``history`` come from
+    :func:`epoch_callbacks`.
+    """
+    with quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator="auto",
+            devices=1,
+            precision=precision(),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=callbacks,
+            default_root_dir=root_dir,
+        )
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    if best["state"] is not None:
+        network.load_state_dict(best["state"])
+    chosen = int(best["epoch"]) if best["state"] is not None else len(history)
+    network.cpu().eval()
+    return chosen
