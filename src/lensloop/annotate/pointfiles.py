@@ -55,16 +55,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import select
 
+from lensloop.annotate._images import ImageInfo, listed, resolve_images
 from lensloop.annotate.schema import COUNT_STATUSES, project_schema
 from lensloop.catalog.annotations import AnnotationRecord, add_annotations
-from lensloop.catalog.models import Image
-from lensloop.errors import LabelError, NotFoundError, SourceError
+from lensloop.errors import LabelError, SourceError
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from lensloop.project import Project
 
 __all__ = [
@@ -95,9 +92,7 @@ BACKGROUND_LABEL = "background"
 
 _REQUIRED_COLUMNS = ("image", "x", "y")
 _OPTIONAL_COLUMNS = ("annotator", "label", "status")
-_MAX_LISTED = 10
 _MAX_ANNOTATOR = 160  # keeps external ids within the catalog's 256 characters
-_CHUNK = 900
 
 Box = tuple[float, float, float, float]
 
@@ -238,13 +233,6 @@ def _places(unit: str, places: Sequence[int]) -> str:
         return f"{unit}s {unique[0]}-{unique[-1]}"
     shown = ", ".join(map(str, unique[:5]))
     return f"{unit}s {shown}{', ...' if len(unique) > 5 else ''}"
-
-
-def _listed(items: Sequence[str], separator: str) -> str:
-    """The first few items joined, with how many more there are."""
-    shown = separator.join(items[:_MAX_LISTED])
-    extra = len(items) - _MAX_LISTED
-    return f"{shown}{separator}and {extra} more" if extra > 0 else shown
 
 
 def _text(value: Any) -> str | None:
@@ -426,14 +414,6 @@ def _json_box(box: Any, where: str) -> Box:
 # -- importing ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _ImageInfo:
-    image_id: int
-    uri: str
-    width: int
-    height: int
-
-
 def import_points(
     project: Project,
     path: str | Path,
@@ -473,7 +453,7 @@ def import_points(
         entries=len(entries), points=sum(len(entry.points) for entry in entries)
     )
     with project.catalog.transaction() as session:
-        images = _resolve_images(session, [entry.image for entry in entries])
+        images = resolve_images(session, [entry.image for entry in entries])
         records: list[AnnotationRecord] = []
         problems: list[str] = []
         seen: dict[tuple[int, str], PointEntry] = {}
@@ -494,7 +474,7 @@ def import_points(
         if problems:
             raise LabelError(
                 f"{len(problems)} point(s) or box(es) lie outside their image: "
-                f"{_listed(problems, '; ')}. "
+                f"{listed(problems, '; ')}. "
                 "Coordinates are pixels of the original image (x across, y down, from the "
                 "top-left corner); fix them, or check the file names the right images"
             )
@@ -544,9 +524,9 @@ def _resolve_labels(
             labels.append(given)
         resolved.append(labels)
     if unknown:
-        listed = _listed([f"{name!r} ({where})" for name, where in unknown.items()], ", ")
+        shown = listed([f"{name!r} ({where})" for name, where in unknown.items()], ", ")
         raise LabelError(
-            f"label(s) not in the project's label schema: {listed}; the schema's labels are: "
+            f"label(s) not in the project's label schema: {shown}; the schema's labels are: "
             f"{allowed}. Fix the labels in the file, or add the classes to the project"
         )
     if unlabelled:
@@ -557,7 +537,7 @@ def _resolve_labels(
     return resolved
 
 
-def _outside(entry: PointEntry, info: _ImageInfo) -> Iterator[str]:
+def _outside(entry: PointEntry, info: ImageInfo) -> Iterator[str]:
     name = f"{entry.image} ({info.width}x{info.height})"
     for x, y in entry.points:
         if not (0 <= x <= info.width and 0 <= y <= info.height):
@@ -570,7 +550,7 @@ def _outside(entry: PointEntry, info: _ImageInfo) -> Iterator[str]:
 def _records(
     entry: PointEntry,
     labels: Sequence[str],
-    info: _ImageInfo,
+    info: ImageInfo,
     annotator: str,
     status: str | None,
 ) -> list[AnnotationRecord]:
@@ -603,7 +583,7 @@ def _records(
     return records
 
 
-def _background_record(entry: PointEntry, info: _ImageInfo, annotator: str) -> AnnotationRecord:
+def _background_record(entry: PointEntry, info: ImageInfo, annotator: str) -> AnnotationRecord:
     payload = {
         "width": info.width,
         "height": info.height,
@@ -637,82 +617,3 @@ def _record(image_id: int, kind: str, payload: dict[str, Any], annotator: str) -
         external_id=f"{key}@{digest}",
         version_key=key,
     )
-
-
-def _resolve_images(session: Session, references: Sequence[str]) -> dict[str, _ImageInfo]:
-    """Map each image reference to one catalog image, or raise listing those that fail."""
-    wanted = list(dict.fromkeys(references))
-    found: dict[str, _ImageInfo] = {}
-    by_id = {int(ref): ref for ref in wanted if ref.isdigit()}
-    for info in _images_where(session, Image.id, list(by_id)):
-        found[by_id[info.image_id]] = info
-    rest = [ref for ref in wanted if ref not in found]
-    for info in _images_where(session, Image.uri, rest):
-        found[info.uri] = info
-    rest = [ref for ref in wanted if ref not in found]
-    candidates = _suffix_matches(session, rest)
-    unknown: list[str] = []
-    ambiguous: list[str] = []
-    for ref in rest:
-        matches = candidates.get(ref, [])
-        if len(matches) == 1:
-            found[ref] = matches[0]
-        elif not matches:
-            unknown.append(ref)
-        else:
-            uris = ", ".join(m.uri for m in matches[:3])
-            more = ", ..." if len(matches) > 3 else ""
-            ambiguous.append(f"{ref!r} ({len(matches)} images: {uris}{more})")
-    if unknown or ambiguous:
-        parts = []
-        if unknown:
-            listed = ", ".join(map(repr, unknown[:_MAX_LISTED]))
-            more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
-            parts.append(
-                f"{len(unknown)} image reference(s) match no catalog image: {listed}{more}"
-            )
-        if ambiguous:
-            listed = _listed(ambiguous, "; ")
-            parts.append(f"{len(ambiguous)} match several images: {listed}")
-        raise NotFoundError(
-            "; ".join(parts) + ". Name each image by its catalog id, its full URI, or enough "
-            "of its path to match one image (plate1/a.png rather than a.png); ingest images "
-            "that are not in the catalog yet"
-        )
-    return found
-
-
-def _images_where(session: Session, column: Any, values: Sequence[Any]) -> Iterator[_ImageInfo]:
-    for start in range(0, len(values), _CHUNK):
-        rows = session.execute(
-            select(Image.id, Image.uri, Image.width, Image.height).where(
-                column.in_(list(values[start : start + _CHUNK]))
-            )
-        )
-        for image_id, uri, width, height in rows:
-            yield _ImageInfo(image_id, uri, width, height)
-
-
-def _parts(text: str) -> tuple[str, ...]:
-    return tuple(part for part in text.replace("\\", "/").split("/") if part and part != ".")
-
-
-def _suffix_matches(session: Session, references: Sequence[str]) -> dict[str, list[_ImageInfo]]:
-    """Catalog images whose URI ends with each reference's path components."""
-    wanted: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
-    for ref in references:
-        parts = _parts(ref)
-        if parts:
-            wanted.setdefault(parts[-1], []).append((ref, parts))
-    matches: dict[str, list[_ImageInfo]] = {ref: [] for ref in references}
-    if not wanted:
-        return matches
-    rows = session.execute(select(Image.id, Image.uri, Image.width, Image.height))
-    for image_id, uri, width, height in rows:
-        uri_parts = _parts(uri)
-        if not uri_parts or uri_parts[-1] not in wanted:
-            continue
-        for ref, parts in wanted[uri_parts[-1]]:
-            if uri_parts[-len(parts) :] == parts:
-                matches[ref].append(_ImageInfo(image_id, uri, width, height))
-    return matches

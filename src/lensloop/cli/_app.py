@@ -10,10 +10,11 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from lensloop import __version__
 from lensloop.settings import Settings
@@ -21,16 +22,21 @@ from lensloop.settings import Settings
 if TYPE_CHECKING:
     from lensloop.project import Project
 
+_Loaded = TypeVar("_Loaded")
+
 __all__ = [
     "DEFAULT_BACKBONE",
     "SHOW_FAILURES",
+    "DefaultCommandGroup",
     "app",
     "datasets_app",
     "db_app",
     "err",
     "get_settings",
+    "load_released",
     "open_project",
     "out",
+    "output_names",
     "progress_bar",
 ]
 
@@ -121,3 +127,63 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.update(task_id, completed=done, total=total)
 
         yield update
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group that sends ``lensloop GROUP PATH...`` to its :attr:`default_command`.
+
+    Any first word that is not one of the group's commands (nor an option) is taken as
+    the default command's first argument, so ``lensloop count a.png`` runs
+    ``lensloop count images a.png``.
+    """
+
+    default_command = "images"
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = [self.default_command, *args]
+        return super().resolve_command(ctx, args)
+
+
+def load_released(
+    model: str | None, project_dir: Path | None, load: Callable[..., _Loaded]
+) -> _Loaded:
+    """Load a released model the way the prediction commands take it.
+
+    ``model`` is the path of a released model folder (no project needed), or a version or
+    alias of the project in ``project_dir`` (default: the current folder); ``None``: that
+    project's champion, else its latest version. ``load`` is the task's loader
+    (``load_counter``, ``load_segmenter``), called as ``load(folder, settings=...)`` or
+    ``load(model, project=...)``.
+
+    Raises:
+        ConfigError: No model folder given and no project found.
+    """
+    from lensloop.errors import ConfigError
+    from lensloop.project.config import CONFIG_FILE
+
+    if model is not None and Path(model).is_dir():
+        return load(Path(model), settings=get_settings())
+    root = project_dir if project_dir is not None else Path.cwd()
+    if not (root / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"{root} is not a lensloop project; pass --project DIR to use its models, or "
+            "--model with the path of a released model folder (models/vN)"
+        )
+    with open_project(root) as project:
+        return load(model, project=project)
+
+
+def output_names(paths: list[Path], suffix: str = ".png") -> dict[Path, str]:
+    """A distinct output file name per input image: its stem, or more of its path on a clash."""
+    stems: dict[str, int] = {}
+    for path in paths:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    names = {}
+    for path in paths:
+        if stems[path.stem] == 1:
+            names[path] = f"{path.stem}{suffix}"
+        else:
+            flat = "__".join(path.resolve().with_suffix("").parts[-3:])
+            names[path] = f"{flat}{suffix}"
+    return names

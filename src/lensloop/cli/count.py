@@ -14,26 +14,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
-from lensloop.cli._app import app, err, get_settings, open_project, out, progress_bar
+from lensloop.cli._app import (
+    DefaultCommandGroup,
+    app,
+    err,
+    load_released,
+    open_project,
+    out,
+    output_names,
+    progress_bar,
+)
 
 __all__ = ["count_app"]
 
-_DEFAULT_COMMAND = "images"
-
-
-class _CountGroup(TyperGroup):
-    """Sends ``lensloop count PATH...`` to the ``images`` command."""
-
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
-            args = [_DEFAULT_COMMAND, *args]
-        return super().resolve_command(ctx, args)
-
-
 count_app = typer.Typer(
-    cls=_CountGroup,
+    cls=DefaultCommandGroup,
     help="Count and localise objects: `lensloop count IMAGES_OR_FOLDERS... [--model M] "
     "[--out DIR]` with a released counting model; import point annotations; check how well "
     "annotators agree.",
@@ -210,7 +206,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], *, overwrite: bool) -> No
     atomic_write(path, buffer.getvalue().encode("utf-8"), overwrite=overwrite)
 
 
-@count_app.command(_DEFAULT_COMMAND)
+@count_app.command(DefaultCommandGroup.default_command)
 def images_command(
     images: Annotated[
         list[Path], typer.Argument(help="Image files or folders (searched recursively).")
@@ -250,9 +246,9 @@ def images_command(
     """
     from lensloop.errors import ConfigError
     from lensloop.imaging import atomic_write, read_image
-    from lensloop.project.config import CONFIG_FILE
     from lensloop.reports import draw_count_overlay
-    from lensloop.train.counter import expand_images, load_counter
+    from lensloop.train.counter import load_counter
+    from lensloop.train.dense import expand_images
 
     counts_file = output / "counts.json"
     if counts_file.exists() and not force:
@@ -260,18 +256,8 @@ def images_command(
             f"{counts_file} exists; pass --force to replace it or choose another --out"
         )
     found = [p for p in expand_images(list(images)) if isinstance(p, Path)]
-    if model is not None and Path(model).is_dir():
-        counter = load_counter(Path(model), settings=get_settings())
-    else:
-        root = project_dir if project_dir is not None else Path.cwd()
-        if not (root / CONFIG_FILE).is_file():
-            raise ConfigError(
-                f"{root} is not a lensloop project; pass --project DIR to use its models, or "
-                "--model with the path of a released model folder (models/vN)"
-            )
-        with open_project(root) as project:
-            counter = load_counter(model, project=project)
-    names = _plot_names(found)
+    counter = load_released(model, project_dir, load_counter)
+    names = output_names(found)
     if plots:
         (output / "plots").mkdir(parents=True, exist_ok=True)
     counts: dict[str, float] = {}
@@ -315,18 +301,3 @@ def images_command(
         f"{counts_file}" + (f", overlays in {output / 'plots'}" if plots else ""),
         highlight=False,
     )
-
-
-def _plot_names(paths: list[Path]) -> dict[Path, str]:
-    """A distinct overlay file name per image: its stem, or more of its path on a clash."""
-    stems: dict[str, int] = {}
-    for path in paths:
-        stems[path.stem] = stems.get(path.stem, 0) + 1
-    names = {}
-    for path in paths:
-        if stems[path.stem] == 1:
-            names[path] = f"{path.stem}.png"
-        else:
-            flat = "__".join(path.resolve().with_suffix("").parts[-3:])
-            names[path] = f"{flat}.png"
-    return names

@@ -33,24 +33,28 @@ import numpy as np
 import numpy.typing as npt
 
 from lensloop.errors import ConfigError
-from lensloop.reports._common import line_px, png_path, shorten
+from lensloop.reports._common import (
+    Font,
+    check_image,
+    check_max_side,
+    fit_text,
+    font_px,
+    line_px,
+    picture,
+    picture_size,
+    png_path,
+    shorten,
+)
 
 if TYPE_CHECKING:
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import ImageDraw
 
     from lensloop.tasks.counting.points import Matching
-
-    _Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 __all__ = ["draw_count_overlay", "draw_count_scatter"]
 
 logger = logging.getLogger(__name__)
 
-_MIN_MAX_SIDE: Final = 256
-_MIN_SIDE: Final = 512
-"""Images smaller than this are enlarged by a whole factor (nearest neighbour) to be seen."""
-_CHUNK: Final = 1 << 22
-"""Input elements converted to float at a time when an image is block-averaged down."""
 _MARKER: Final = 4.0
 """Circle radius in image pixels when no matching radius is given (else half of it)."""
 _NAME_CHARS: Final = 30
@@ -81,27 +85,6 @@ def _number(value: float) -> str:
 # --------------------------------------------------------------------------- overlay
 
 
-def _check_image(image: npt.ArrayLike) -> np.ndarray:
-    """The image as an ``(H, W, C)`` view with C in 1..3 (more channels: the first three)."""
-    pixels = np.asarray(image)
-    if pixels.dtype.kind not in "buif":
-        raise TypeError(f"image must have a boolean, integer or float dtype; got {pixels.dtype}")
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, np.newaxis]
-    if pixels.ndim != 3 or 0 in pixels.shape:
-        raise ValueError(
-            f"image must be a non-empty (H, W) or (H, W, C) array; got shape {pixels.shape}"
-        )
-    return pixels[:, :, :3]
-
-
-def _check_max_side(max_side: int) -> None:
-    if isinstance(max_side, bool) or not isinstance(max_side, numbers.Integral):
-        raise ValueError(f"max_side must be an integer number of pixels; got {max_side!r}")
-    if max_side < _MIN_MAX_SIDE:
-        raise ValueError(f"max_side must be at least {_MIN_MAX_SIDE} pixels; got {max_side}")
-
-
 def _check_radius(radius: float) -> float:
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real):
         raise ValueError(f"radius must be a number of pixels; got {radius!r}")
@@ -110,88 +93,10 @@ def _check_radius(radius: float) -> float:
     return float(radius)
 
 
-def _font_px(height: int, width: int, max_side: int) -> int:
-    """Caption font size: about 1/48 of the picture's longer side, 11 to 32 pixels."""
-    side = min(max_side, max(height, width, _MIN_SIDE))
-    return int(np.clip(round(side / 48), 11, 32))
-
-
-def _block_mean(pixels: np.ndarray, rows_per: int, cols_per: int) -> np.ndarray:
-    """Average ``rows_per`` x ``cols_per`` blocks, converting a strip of rows at a time.
-
-    The last rows and columns that do not fill a block are left out. uint8 and bool
-    images stay uint8 (bool as 0 and 255), so :func:`~lensloop.imaging.to_display` shows
-    them unstretched; other dtypes give float32 (float64 for 64-bit input).
-    """
-    height, width, channels = pixels.shape
-    rows, cols = height // rows_per, width // cols_per
-    work = np.dtype(np.float64) if pixels.dtype.itemsize > 4 else np.dtype(np.float32)
-    out = np.empty((rows, cols, channels), work)
-    step = max(1, _CHUNK // (rows_per * cols_per * cols * channels))  # output rows per strip
-    for top in range(0, rows, step):
-        bottom = min(rows, top + step)
-        strip = pixels[top * rows_per : bottom * rows_per, : cols * cols_per].astype(work)
-        blocks = strip.reshape(bottom - top, rows_per, cols, cols_per, channels)
-        out[top:bottom] = blocks.mean(axis=(1, 3))
-    if pixels.dtype == np.bool_:
-        out *= 255.0
-    if pixels.dtype in (np.bool_, np.uint8):
-        return np.rint(out).astype(np.uint8)
-    return out
-
-
-def _picture(pixels: np.ndarray, size: tuple[int, int]) -> tuple[Image.Image, tuple[float, float]]:
-    """The image as an RGB picture of ``size`` ``(w, h)``, and the ``(x, y)`` scale factors.
-
-    A point ``(x, y)`` of the image lies at ``(x * sx, y * sy)`` in the picture (both in
-    continuous pixel coordinates, the top-left corner at 0). An image at least twice as
-    wide or tall as the picture is block-averaged first, in its native values and a strip
-    at a time, so no full-size float or 8-bit copy of a large image is ever made.
-    """
-    from PIL import Image
-
-    from lensloop.imaging import to_display
-
-    height, width = pixels.shape[:2]
-    out_w, out_h = size
-    if out_w > width:  # a whole enlargement factor, nearest neighbour: pixels stay sharp
-        picture = Image.fromarray(to_display(pixels)).convert("RGB")
-        picture = picture.resize((out_w, out_h), Image.Resampling.NEAREST)
-        return picture, (out_w / width, out_h / height)
-    rows_per, cols_per = height // out_h, width // out_w
-    if rows_per > 1 or cols_per > 1:
-        pixels = _block_mean(pixels, rows_per, cols_per)
-    shown_h, shown_w = pixels.shape[0] * rows_per, pixels.shape[1] * cols_per
-    picture = Image.fromarray(to_display(pixels)).convert("RGB")
-    if picture.size != (out_w, out_h):
-        picture = picture.resize((out_w, out_h), Image.Resampling.LANCZOS)
-    return picture, (out_w / shown_w, out_h / shown_h)
-
-
-def _picture_size(height: int, width: int, max_side: int, band: int) -> tuple[int, int]:
-    """``(w, h)`` of the picture: the image fitted into ``max_side`` under the caption band."""
-    fit = min(max_side / width, (max_side - band) / height)
-    if fit < 1:
-        out_w = min(max_side, max(1, round(width * fit)))
-        out_h = min(max_side - band, max(1, round(height * fit)))
-        return out_w, out_h
-    factor = max(1, min(math.ceil(_MIN_SIDE / max(height, width)), math.floor(fit)))
-    return width * factor, height * factor
-
-
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: _Font, width: float) -> str:
-    """``text`` cut from the end with an ellipsis until it fits ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
-
-
 def _draw_caption(
     draw: ImageDraw.ImageDraw,
     lines: list[list[tuple[str, tuple[int, int, int]]]],
-    font: _Font,
+    font: Font,
     font_px: int,
     width: int,
 ) -> None:
@@ -203,7 +108,7 @@ def _draw_caption(
         x = float(margin)
         for text, colour in segments:
             room = width - margin - x
-            shown = _fit_text(draw, text, font, room)
+            shown = fit_text(draw, text, font, room)
             if shown == "...":
                 break
             draw.text((x, y), shown, fill=colour, font=font)
@@ -317,8 +222,8 @@ def draw_count_overlay(
         'overlay.png'
     """
     path = png_path(out, "count overlay")
-    pixels = _check_image(image)
-    _check_max_side(max_side)
+    pixels = check_image(image)
+    check_max_side(max_side)
     if radius is not None:
         radius = _check_radius(radius)
 
@@ -340,16 +245,16 @@ def draw_count_overlay(
         matching = match_points(pred, gold, radius=radius)
 
     height, width = pixels.shape[:2]
-    font_px = _font_px(height, width, max_side)
+    text_px = font_px(height, width, max_side)
     lines = _caption(title, len(pred), matching, radius)
-    band = len(lines) * line_px(font_px) + 2 * max(4, font_px // 2)
-    picture, (sx, sy) = _picture(pixels, _picture_size(height, width, max_side, band))
+    band = len(lines) * line_px(text_px) + 2 * max(4, text_px // 2)
+    shown, (sx, sy) = picture(pixels, picture_size(height, width, max_side, band))
 
-    canvas = Image.new("RGB", (picture.width, band + picture.height), _BAND)
-    canvas.paste(picture, (0, band))
-    del picture
+    canvas = Image.new("RGB", (shown.width, band + shown.height), _BAND)
+    canvas.paste(shown, (0, band))
+    del shown
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=font_px)
+    font = ImageFont.load_default(size=text_px)
 
     scale = math.sqrt(sx * sy)
     marker = (radius / 2 if radius is not None else _MARKER) * scale
@@ -377,7 +282,7 @@ def draw_count_overlay(
             draw.line((x - r, y + r, x + r, y - r), fill=_MISSED, width=line)
     # Markers near the top edge may spill onto the band: clear it, then write the caption.
     draw.rectangle((0, 0, canvas.width - 1, band - 1), fill=_BAND)
-    _draw_caption(draw, lines, font, font_px, canvas.width)
+    _draw_caption(draw, lines, font, text_px, canvas.width)
 
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")

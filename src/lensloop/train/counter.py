@@ -2,7 +2,7 @@
 
 A counting release (``task: count``, input kind ``density``) is an ONNX graph from scaled
 ``(N, C, H, W)`` images to a density ``(N, 1, H, W)`` in objects per pixel, and a card
-that says how to scale an image (:mod:`lensloop.tasks.counting.inputs`) and how to read
+that says how to scale an image (:mod:`lensloop.tasks.inputs`) and how to read
 the density: the count is its sum, the locations its local maxima above the card's
 threshold (:func:`~lensloop.tasks.counting.density.find_peaks`). Images of any size are
 run in overlapping tiles (:func:`~lensloop.tasks.tiling.predict_tiled`), so a
@@ -24,14 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lensloop.errors import ConfigError, NotFoundError
 from lensloop.project import Project
 from lensloop.settings import Settings
 from lensloop.tasks.counting.density import find_peaks
-from lensloop.tasks.counting.inputs import IntensityRange, scale_image
+from lensloop.tasks.inputs import IntensityRange, scale_image
 from lensloop.tasks.tiling import predict_tiled
-from lensloop.train.heads import open_onnx_session
-from lensloop.train.inference import cached_model_folder, locate_model, read_card
+from lensloop.train.dense import INPUT_NAME, OnnxDense, expand_images, load_dense, read_images
 
 __all__ = [
     "INPUT_NAME",
@@ -41,18 +39,16 @@ __all__ = [
     "Counter",
     "OnnxDensity",
     "count",
-    "expand_images",
     "load_counter",
 ]
 
 TASK = "count"
-#: Names of the released graph's input and output.
-INPUT_NAME = "input"
+#: Name of the released graph's output (its input is ``INPUT_NAME``).
 OUTPUT_NAME = "density"
 _BATCH = 4
 
 
-class OnnxDensity:
+class OnnxDensity(OnnxDense):
     """A released density graph opened once: ``(N, C, H, W)`` -> ``(N, 1, H, W)``.
 
     Raises:
@@ -61,31 +57,7 @@ class OnnxDensity:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._session = open_onnx_session(path)
-        inputs = self._session.get_inputs()
-        outputs = [o.name for o in self._session.get_outputs()]
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or len(inputs[0].shape) != 4:
-            raise ConfigError(
-                f"{path} is not a lensloop counting model (inputs "
-                f"{[(i.name, i.shape) for i in inputs]}, outputs {outputs}); pass a model "
-                "released by `lensloop train` on a count project"
-            )
-        if OUTPUT_NAME not in outputs:
-            raise ConfigError(f"{path} has no {OUTPUT_NAME!r} output; it is not a counting model")
-        channels = inputs[0].shape[1]
-        self.channels = int(channels) if isinstance(channels, int) else None
-
-    def __call__(self, batch: npt.ArrayLike) -> npt.NDArray[np.float32]:
-        """``(N, 1, H, W)`` density of a float32 ``(N, C, H, W)`` batch."""
-        data = np.ascontiguousarray(batch, dtype=np.float32)
-        if data.ndim != 4 or (self.channels is not None and data.shape[1] != self.channels):
-            raise ConfigError(
-                f"{self.path} takes (N, {self.channels}, H, W) images but received shape "
-                f"{data.shape}"
-            )
-        (density,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: data})
-        return np.asarray(density, dtype=np.float32)
+        super().__init__(path, output=OUTPUT_NAME, what="counting")
 
 
 @dataclass(frozen=True)
@@ -179,20 +151,9 @@ class Counter:
         Raises:
             ConfigError: An image cannot be read or has an unusable shape (named).
         """
-        from lensloop.imaging import read_image
-
-        results = []
-        for position, image in enumerate(images):
-            if isinstance(image, np.ndarray):
-                name, array = f"array {position}", image
-            else:
-                name = str(image)
-                try:
-                    array = read_image(Path(image))
-                except (ValueError, OSError) as exc:
-                    raise ConfigError(f"cannot count {name}: {exc}") from exc
-            results.append(self.count_array(array, name=name))
-        return results
+        return [
+            self.count_array(array, name=name) for name, array in read_images(images, verb="count")
+        ]
 
 
 def load_counter(
@@ -213,26 +174,18 @@ def load_counter(
         ConfigError: Not a counting model folder, an unreadable card, or a corrupt graph.
         NotFoundError: No such version or alias.
     """
-    settings = settings or (project.settings if project is not None else Settings())
-    folder, version = locate_model(model, project)
-    card = read_card(folder)
-    if card["task"] != TASK or card["input"].get("kind") != "density":
-        raise ConfigError(
-            f"the model in {folder} is a {card['task']!r} model; counting needs a model "
-            "trained on a count project"
-        )
-    for key in ("density", "input"):
-        if not isinstance(card.get(key), dict):
-            raise ConfigError(f"the model card in {folder} lacks {key!r}; it was edited by hand")
-    cached = cached_model_folder(folder, card, settings.cache_dir)
-    runner = OnnxDensity(cached / str(card["onnx"]["file"]))
-    channels = len(IntensityRange.from_card(card["input"]).low)
-    if runner.channels is not None and runner.channels != channels:
-        raise ConfigError(
-            f"the model in {folder} takes {runner.channels} channels but its card scales "
-            f"{channels}; the folder was changed by hand"
-        )
-    return Counter(folder=cached, card=card, version=version, runner=runner)
+    loaded = load_dense(
+        model,
+        project=project,
+        settings=settings,
+        task=TASK,
+        kind="density",
+        output=OUTPUT_NAME,
+        what="counting",
+        sections=("density", "input"),
+    )
+    runner = OnnxDensity(loaded.runner.path)
+    return Counter(folder=loaded.folder, card=loaded.card, version=loaded.version, runner=runner)
 
 
 def count(
@@ -267,33 +220,3 @@ def count(
         {r.source: r.count for r in results},
         {r.source: r.points for r in results},
     )
-
-
-def expand_images(
-    items: Sequence[str | Path | npt.NDArray[Any]],
-) -> list[str | Path | npt.NDArray[Any]]:
-    """Files as given, folders as their image files (sorted, recursive), arrays as given.
-
-    Raises:
-        NotFoundError: A path does not exist, or a folder holds no image.
-    """
-    from lensloop.sources import IMAGE_SUFFIXES
-
-    found: list[str | Path | npt.NDArray[Any]] = []
-    for item in items:
-        if isinstance(item, np.ndarray):
-            found.append(item)
-            continue
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-            if not files:
-                raise NotFoundError(f"{path} holds no image files")
-            found.extend(files)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise NotFoundError(f"{path} does not exist")
-    return found

@@ -5,7 +5,7 @@ load_count_images`: points, an annotation status per image, several annotators m
 into a consensus) become training pairs:
 
 - input: the image scaled by one intensity range measured on the training images
-  (:mod:`lensloop.tasks.counting.inputs`; 8- and 16-bit alike, never per image);
+  (:mod:`lensloop.tasks.inputs`; 8- and 16-bit alike, never per image);
 - target: a density map with a Gaussian of unit mass per point (``sigma``), times
   :data:`TARGET_SCALE` so the network's outputs are of order one;
 - loss weights: where the annotation can be trusted
@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader, Dataset
 
-from lensloop.errors import ConfigError, LensloopError
+from lensloop.errors import ConfigError
 from lensloop.project import Project
 from lensloop.tasks.counting.data import CountImage, load_count_images
 from lensloop.tasks.counting.density import (
@@ -62,13 +62,19 @@ from lensloop.tasks.counting.density import (
     foreground_mask,
     loss_weights,
 )
-from lensloop.tasks.counting.inputs import IntensityRange, model_channels, scale_image, to_channels
 from lensloop.tasks.counting.scoring import COMPLETE, count_metrics
+from lensloop.tasks.inputs import IntensityRange, model_channels, scale_image, to_channels
 from lensloop.tasks.tiling import predict_tiled
 from lensloop.tasks.unet import UNet
 from lensloop.train.config import TrainConfig
 from lensloop.train.counter import INPUT_NAME, OUTPUT_NAME, TASK, OnnxDensity
-from lensloop.train.loop import epoch_callbacks, fit_keeping_best
+from lensloop.train.loop import (
+    WholeImages,
+    epoch_callbacks,
+    fit_keeping_best,
+    read_annotated,
+    validation_split,
+)
 from lensloop.train.release import release, staging_folder, tracked_metrics
 
 if TYPE_CHECKING:
@@ -91,7 +97,6 @@ TARGET_SCALE = 100.0
 DEFAULT_THRESHOLD = 0.3
 _THRESHOLDS = tuple(round(0.1 + 0.05 * k, 2) for k in range(11))  # 0.1 .. 0.6
 DEFAULT_BATCH = 8
-_VAL_SHARE = 0.2
 _TILE = 512
 _EXPORT_SIZE = 64
 _OVERLAP = 64
@@ -146,16 +151,6 @@ class _Prepared:
     image_channels: list[int]
 
 
-def _read(project: Project, image_id: int) -> npt.NDArray[Any]:
-    try:
-        return project.read_image(image_id)
-    except (LensloopError, OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read annotated image {image_id} for training: {exc}; fix or remove it "
-            "(`lensloop status DIR` lists unreadable images)"
-        ) from exc
-
-
 def _prepare(
     project: Project,
     items: list[CountImage],
@@ -176,7 +171,7 @@ def _prepare(
             counts.update(session.scalars(select(Image.channels).where(Image.id.in_(chunk))))
     channels = model_channels(counts)
     scaling = IntensityRange.measure(
-        (to_channels(_read(project, items[k].image_id), channels) for k in train),
+        (to_channels(read_annotated(project, items[k].image_id), channels) for k in train),
         channels,
         seed=config.seed,
     )
@@ -184,7 +179,7 @@ def _prepare(
     targets: list[npt.NDArray[np.float32]] = []
     weights: list[npt.NDArray[np.float32]] = []
     for k, item in enumerate(items):
-        image = _read(project, item.image_id)
+        image = read_annotated(project, item.image_id)
         height, width = image.shape[:2]
         if (width, height) != (item.width, item.height):
             raise ConfigError(
@@ -219,38 +214,16 @@ def _prepare(
     return _Prepared(items, pixels, targets, weights, scaling, channels, sorted(counts))
 
 
-def _hash_order(image_ids: Sequence[int], seed: int) -> list[int]:
-    """Positions of ``image_ids`` in a seeded order that does not depend on their order."""
-
-    def key(position: int) -> str:
-        text = f"{seed}:{image_ids[position]}".encode()
-        return hashlib.sha256(text).hexdigest()
-
-    return sorted(range(len(image_ids)), key=key)
-
-
 def _split(items: list[CountImage], seed: int) -> tuple[list[int], list[int], bool]:
-    """``(train positions, val positions, held_out)``: the val split or a held-out fifth.
-
-    Raises:
-        ConfigError: Fewer than two annotated images outside ``test``.
-    """
-    usable = [k for k, item in enumerate(items) if item.split != "test"]
-    val = [k for k in usable if items[k].split == "val"]
-    if val:
-        return [k for k in usable if items[k].split != "val"], val, False
-    if len(usable) < 2:
-        raise ConfigError(
-            f"counting needs at least two annotated images outside the test split (one to "
-            f"learn from, one to validate on); {len(usable)} found. Annotate more images "
-            "(Label Studio keypoints, or `lensloop count import DIR FILE`)"
-        )
-    order = _hash_order([items[k].image_id for k in usable], seed)
-    # Complete annotations can score a model, so they are held out first.
-    order.sort(key=lambda p: items[usable[p]].status not in COMPLETE)
-    n_val = max(1, round(_VAL_SHARE * len(usable)))
-    held = sorted(usable[p] for p in order[:n_val])
-    return [k for k in usable if k not in set(held)], held, True
+    """``(train, val, held_out)`` positions; complete annotations are held out first."""
+    return validation_split(
+        [item.split for item in items],
+        [item.image_id for item in items],
+        seed,
+        what="counting",
+        how_to_annotate="Label Studio keypoints, or `lensloop count import DIR FILE`",
+        prefer=lambda k: items[k].status in COMPLETE,
+    )
 
 
 class _Crops(Dataset[tuple[Tensor, Tensor, Tensor]]):
@@ -299,19 +272,6 @@ class _Crops(Dataset[tuple[Tensor, Tensor, Tensor]]):
             torch.from_numpy(np.ascontiguousarray(ts)),
             torch.from_numpy(np.ascontiguousarray(ws)),
         )
-
-
-class _Whole(Dataset[int]):
-    """Positions of the validation images (read whole, one at a time)."""
-
-    def __init__(self, rows: Sequence[int]) -> None:
-        self.rows = list(rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> int:
-        return self.rows[index]
 
 
 # --- metrics -------------------------------------------------------------------------------
@@ -475,7 +435,7 @@ def _fit(
             num_workers=0,
             drop_last=len(crops) > (config.batch_size or DEFAULT_BATCH),
         )
-        val_loader = DataLoader(_Whole(val), batch_size=None, shuffle=False, num_workers=0)
+        val_loader = DataLoader(WholeImages(val), batch_size=None, shuffle=False, num_workers=0)
         chosen = fit_keeping_best(
             module,
             net,
@@ -654,7 +614,7 @@ def _draw_validation(
         peaks = find_peaks(density, sigma=config.sigma, threshold=scores["threshold"])
         overlays.mkdir(exist_ok=True)
         draw_count_overlay(
-            _read(project, item.image_id),
+            read_annotated(project, item.image_id),
             peaks,
             overlays / f"image-{item.image_id}.png",
             true=item.points if item.status in COMPLETE else None,

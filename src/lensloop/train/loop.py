@@ -1,25 +1,49 @@
 """What the Lightning trainers share: a quiet Lightning, the precision, epoch records.
 
 :func:`epoch_callbacks` keeps the history of a run (and the best epoch's weights) for
-:mod:`lensloop.train.finetune` and :mod:`lensloop.train.counting`; :func:`quiet_lightning`
-keeps Lightning's banners and its advice for large data sets out of the output.
+:mod:`lensloop.train.finetune`, :mod:`lensloop.train.counting` and
+:mod:`lensloop.train.segmentation`; :func:`quiet_lightning` keeps Lightning's banners and
+its advice for large data sets out of the output. The dense trainers (counting,
+segmentation) also share how they read an annotated image (:func:`read_annotated`),
+choose their validation images (:func:`validation_split`) and feed whole validation
+images (:class:`WholeImages`).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L  # noqa: N812
+import numpy.typing as npt
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-__all__ = ["epoch_callbacks", "fit_keeping_best", "precision", "quiet_lightning"]
+from lensloop.errors import ConfigError, LensloopError
+
+if TYPE_CHECKING:
+    from lensloop.project import Project
+
+__all__ = [
+    "WholeImages",
+    "epoch_callbacks",
+    "fit_keeping_best",
+    "hash_order",
+    "precision",
+    "quiet_lightning",
+    "read_annotated",
+    "validation_split",
+]
+
+#: Share of the annotated images held out for validation when there is no val split.
+VAL_SHARE = 0.2
 
 _LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 
@@ -123,3 +147,80 @@ def fit_keeping_best(
     chosen = int(best["epoch"]) if best["state"] is not None else len(history)
     network.cpu().eval()
     return chosen
+
+
+# --- dense trainers ------------------------------------------------------------------------
+
+
+def read_annotated(project: Project, image_id: int) -> npt.NDArray[Any]:
+    """Read an annotated image for training.
+
+    Raises:
+        ConfigError: It cannot be read (the message says how to find such images).
+    """
+    try:
+        return project.read_image(image_id)
+    except (LensloopError, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read annotated image {image_id} for training: {exc}; fix or remove it "
+            "(`lensloop status DIR` lists unreadable images)"
+        ) from exc
+
+
+def hash_order(image_ids: Sequence[int], seed: int) -> list[int]:
+    """Positions of ``image_ids`` in a seeded order that does not depend on their order."""
+
+    def key(position: int) -> str:
+        text = f"{seed}:{image_ids[position]}".encode()
+        return hashlib.sha256(text).hexdigest()
+
+    return sorted(range(len(image_ids)), key=key)
+
+
+def validation_split(
+    splits: Sequence[str | None],
+    image_ids: Sequence[int],
+    seed: int,
+    *,
+    what: str,
+    how_to_annotate: str,
+    prefer: Callable[[int], bool] | None = None,
+) -> tuple[list[int], list[int], bool]:
+    """``(train positions, val positions, held_out)``: the val split or a held-out fifth.
+
+    Images in ``test`` are never used. With annotated images in ``val``, those validate;
+    otherwise a seeded fifth of the rest is held out for this run, positions for which
+    ``prefer`` is true first (e.g. completely annotated images, which can score a model).
+
+    Raises:
+        ConfigError: Fewer than two annotated images outside ``test``.
+    """
+    usable = [k for k, split in enumerate(splits) if split != "test"]
+    val = [k for k in usable if splits[k] == "val"]
+    if val:
+        return [k for k in usable if splits[k] != "val"], val, False
+    if len(usable) < 2:
+        raise ConfigError(
+            f"{what} needs at least two annotated images outside the test split (one to "
+            f"learn from, one to validate on); {len(usable)} found. Annotate more images "
+            f"({how_to_annotate})"
+        )
+    order = hash_order([image_ids[k] for k in usable], seed)
+    if prefer is not None:
+        order.sort(key=lambda p: not prefer(usable[p]))
+    n_val = max(1, round(VAL_SHARE * len(usable)))
+    held = sorted(usable[p] for p in order[:n_val])
+    return [k for k in usable if k not in set(held)], held, True
+
+
+class WholeImages(Dataset[int]):
+    """Positions of the validation images (read whole, one at a time)."""
+
+    def __init__(self, rows: Sequence[int]) -> None:
+        self.rows = list(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> int:
+        return self.rows[index]

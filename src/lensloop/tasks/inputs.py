@@ -1,8 +1,9 @@
-"""How a counting model sees an image: channels and a fixed intensity scale.
+"""How a dense model (counting, segmentation) sees an image: channels and a fixed scale.
 
-Counting must not stretch each image to its own range: an empty field stretched to full
-contrast looks like a field of cells, and the counts of dim and bright images stop being
-comparable. A counting model instead scales every image by one intensity range measured
+Dense models must not stretch each image to its own range: an empty field stretched to
+full contrast looks like a field of cells, the counts of dim and bright images stop being
+comparable, and a dark core photograph would look like a bright one. A counting or
+segmentation model instead scales every image by one intensity range measured
 on its training images (per channel, the 0.5th and 99.9th percentiles of a sample of
 their pixels) and records it in its model card; 8-bit, 16-bit and float images all go
 through the same rule, so a 12-bit camera's images are as good as 8-bit ones.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lensloop.errors import ConfigError
-from lensloop.tasks.counting.inputs import (
+from lensloop.tasks.inputs import (
     IntensityRange,
     model_channels,
     scale_image,
