@@ -2,21 +2,23 @@
 
 ``import lensloop`` stays light: heavy libraries (torch, onnxruntime, faiss, fastapi) are
 imported by the layer that needs them, when it needs them. :func:`init_model` and
-:func:`predict` (from :mod:`lensloop.train.inference`) and :func:`count` (from
-:mod:`lensloop.train.counter`) load on first use::
+:func:`predict` (from :mod:`lensloop.train.inference`), :func:`count` (from
+:mod:`lensloop.train.counter`) and :func:`segment` (from :mod:`lensloop.train.segmenter`)
+load on first use::
 
     import lensloop
     model = lensloop.init_model("champion", project=project)   # or a models/vN folder
     for item in lensloop.predict(["a.png", "b.tif"], model):
         print(item.source, item.predicted, item.confidence)
     counts, locations = lensloop.count(["plates/"], "latest", project=counting_project)
+    masks = lensloop.segment(["cores/"], "latest", project=segment_project)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["__version__", "count", "init_model", "predict"]
+__all__ = ["__version__", "count", "init_model", "predict", "segment"]
 
 __version__ = "0.1.0"
 
@@ -25,6 +27,7 @@ _LAZY = {
     "init_model": "lensloop.train.inference",
     "predict": "lensloop.train.inference",
     "count": "lensloop.train.counter",
+    "segment": "lensloop.train.segmenter",
 }
 
 

@@ -5,7 +5,7 @@ Library errors (:class:`~lensloop.errors.LensloopError`) are shown as one clear 
 exit with status 1; usage errors exit with status 2. Commands live in
 :mod:`lensloop.cli.project`, :mod:`lensloop.cli.explore`, :mod:`lensloop.cli.select`,
 :mod:`lensloop.cli.train`, :mod:`lensloop.cli.report`, :mod:`lensloop.cli.labelstudio`,
-:mod:`lensloop.cli.count` and :mod:`lensloop.cli.serve`.
+:mod:`lensloop.cli.count`, :mod:`lensloop.cli.segment` and :mod:`lensloop.cli.serve`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "report",
     "labelstudio",
     "count",
+    "segment",
     "serve",
 )
 for _module in COMMAND_MODULES:

@@ -20,6 +20,12 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def _metrics_line(metrics: dict[str, Any]) -> str:
+    if "mean_iou" in metrics:  # a segmentation model
+        ious = ", ".join(f"{name} {_number(v)}" for name, v in metrics["iou"].items())
+        return (
+            f"mean IoU {_number(metrics['mean_iou'])} ({ious}), pixel accuracy "
+            f"{_number(metrics['pixel_accuracy'])}"
+        )
     if "mae" in metrics:  # a counting model
         return (
             f"count MAE {_number(metrics['mae'], 2)}, mean relative error "
@@ -76,8 +82,8 @@ def train(
         int | None,
         typer.Option(
             min=32,
-            help="Finetune: input side in pixels; counting: side of the training crops "
-            "(default 128).",
+            help="Finetune: input side in pixels; counting and segmentation: side of the "
+            "training crops (default 128).",
         ),
     ] = None,
     sigma: Annotated[
@@ -86,6 +92,13 @@ def train(
             min=0.1,
             help="Counting: pixels of each object's Gaussian in the density map (default 2; "
             "about half an object's radius).",
+        ),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Segmentation: the U-Net's encoder, plain (default, from scratch) or "
+            "resnet18 / resnet50 (started from --weights, default imagenet)."
         ),
     ] = None,
     depth: Annotated[
@@ -116,9 +129,10 @@ def train(
     """Train a model for the project's task, score it on val, release it as a version.
 
     Classification: a probe on the stored embeddings or a fine-tuned CNN. Counting: a
-    density-map U-Net on the point-annotated images (sparse annotations welcome). The
+    density-map U-Net on the point-annotated images (sparse annotations welcome).
+    Segmentation: a U-Net labelling every pixel, on the polygon and mask annotations. The
     release (models/vN/) holds the ONNX model, its model card, the resolved settings, the
-    metrics and figures (a confusion matrix; predicted-vs-annotated counts). `latest`
+    metrics and figures (a confusion matrix; predicted-vs-annotated counts; per-class IoU). `latest`
     moves to it; `champion` moves only if it beats the champion on the same validation set.
     Parameters, metrics per epoch and the release are tracked in MLflow when it is
     installed (local store in runs/, or LENSLOOP_MLFLOW_URI).
@@ -137,11 +151,12 @@ def train(
         "cv": cv,
         "seed": seed,
         "sigma": sigma,
+        "encoder": encoder,
     }
     settings = load_train_config(config, overrides)
     with open_project(directory) as project, progress_bar("training") as update:
         if epochs is not None:  # one option, two settings: the trainer's own
-            trained_by_epochs = project.task == "count" or settings.method == "finetune"
+            trained_by_epochs = project.task != "classify" or settings.method == "finetune"
             field = "epochs" if trained_by_epochs else "max_iter"
             settings = settings.model_copy(update={field: epochs})  # typer checked min=1
 
@@ -188,6 +203,8 @@ def evaluate(
     Classifiers: accuracy, macro-F1, a confusion matrix and a predicted-vs-actual grid.
     Counting models: count errors and localisation F1 on the completely annotated (full
     or empty) images, predicted-vs-annotated counts and overlays of the worst images.
+    Segmentation models: per-class IoU, mean IoU, pixel accuracy, predicted vs annotated
+    areas and fragment counts, and overlays of the worst images.
     """
     from lensloop.train.evaluate import evaluate_model
 
@@ -243,6 +260,7 @@ def models(
             "val_macro_f1": m.metrics.get("val", {}).get("macro_f1"),
             "val_mre": m.metrics.get("val", {}).get("mre"),
             "val_f1": m.metrics.get("val", {}).get("f1"),
+            "val_mean_iou": m.metrics.get("val", {}).get("mean_iou"),
             "created_at": m.created_at.isoformat(),
             "folder": str(m.folder),
         }
@@ -261,6 +279,8 @@ def models(
         if row["task"] == "count":
             mre = row["val_mre"] * 100 if row["val_mre"] is not None else None
             score = f"relative count error {_number(mre, 1)}%, F1 {_number(row['val_f1'])}"
+        elif row["task"] == "segment":
+            score = f"mean IoU {_number(row['val_mean_iou'])}"
         else:
             score = (
                 f"accuracy {_number(row['val_accuracy'])}, macro-F1 {_number(row['val_macro_f1'])}"

@@ -15,6 +15,13 @@ Example of the file ``lensloop init`` writes::
     closed = true        # true: labels outside `classes` are refused; false: new ones are added
     depth = 2            # taxonomy level used as "the class" (absent: deepest level)
 
+    [segment]            # optional, segment projects: label maps and measurements
+    draw_order = ["box", "rock"]  # polygons are painted in this class order (containers first)
+    unlabelled = "background"     # pixels no region covers: "background" or "void" (ignored)
+    min_area = 50                 # fragments smaller than this (pixels) are not counted
+    pixel_size = 0.1              # units per pixel for physical areas (absent: pixels only)
+    summary = ["intact = fraction(rock, of=box+rock)", "fragments = count(rock)"]
+
     [tracking]           # optional: where training runs are tracked (MLflow)
     mlflow_uri = "http://mlflow.example.org:5000"  # a team server; "off" disables tracking
     # absent: runs/mlflow.db in the project when MLflow is installed, else the catalog only;
@@ -42,6 +49,7 @@ __all__ = [
     "LabelsConfig",
     "ProjectConfig",
     "ProjectSection",
+    "SegmentConfig",
     "Task",
     "TrackingConfig",
     "load_config",
@@ -87,6 +95,31 @@ class LabelsConfig(_Section):
         return value
 
 
+class SegmentConfig(_Section):
+    """``[segment]``: how a segment project's regions become label maps, and what is measured.
+
+    Attributes:
+        draw_order: Classes in the order their polygons are painted (first at the bottom):
+            a container such as ``box`` first, the classes inside it after, so it never
+            paints over them. Empty: larger regions first (see
+            :func:`lensloop.annotate.regions.rasterise`).
+        unlabelled: What pixels no region covers are: ``background`` (the annotator drew
+            every object) or ``void`` (ignored by training and scores).
+        min_area: Fragments smaller than this many pixels are not counted as fragments.
+        pixel_size: Physical units per pixel (e.g. mm); areas are then also reported in
+            units squared.
+        summary: Per-image summary scores, e.g. ``"intact = fraction(rock, of=box+rock)"``
+            (:mod:`lensloop.tasks.segment.measure`); empty: each class's area fraction and
+            fragment count.
+    """
+
+    draw_order: list[str] = Field(default_factory=list)
+    unlabelled: Literal["background", "void"] = "background"
+    min_area: int = Field(default=0, ge=0)
+    pixel_size: float | None = Field(default=None, gt=0)
+    summary: list[str] = Field(default_factory=list)
+
+
 class TrackingConfig(_Section):
     """``[tracking]``: the MLflow tracking URI (see :mod:`lensloop.train.tracking`).
 
@@ -111,6 +144,7 @@ class ProjectConfig(_Section):
     project: ProjectSection
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
@@ -142,6 +176,8 @@ def save_config(config: ProjectConfig, path: Path) -> None:
     Sections with nothing to write (``[tracking]`` without a URI) are left out.
     """
     data = config.model_dump(mode="json", exclude_none=True)
+    if config.segment == SegmentConfig():
+        del data["segment"]  # only segment projects that set something carry the section
     data = {key: value for key, value in data.items() if value != {}}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -24,9 +24,11 @@ class TrainConfig(BaseModel):
     """Every setting of a training run.
 
     A classification project trains by ``method`` (probe or finetune); a counting project
-    always trains a density-map U-Net on its images (:mod:`lensloop.train.counting`),
-    reading the shared settings (epochs, patience, batch size, learning rate, weight
-    decay, augment, seed, input size as the crop side) and the counting ones below.
+    always trains a density-map U-Net on its images (:mod:`lensloop.train.counting`), a
+    segmentation project a U-Net classifying every pixel
+    (:mod:`lensloop.train.segmentation`), both reading the shared settings (epochs,
+    patience, batch size, learning rate, weight decay, augment, seed, input size as the
+    crop side) and their own ones below.
 
     Attributes:
         method: ``probe`` (a classifier on the stored embeddings) or ``finetune`` (a CNN
@@ -50,8 +52,9 @@ class TrainConfig(BaseModel):
             self-supervised encoder (``lensloop embed DIR --backbone ssl --train-epochs
             N``; its own architecture replaces ``arch``).
         input_size: Side of the square ``finetune`` input, in pixels; any image is resized
-            (aspect kept, padded) to it, and the released model takes any size. Counting:
-            the side of the random training crops (images are never resized).
+            (aspect kept, padded) to it, and the released model takes any size. Counting
+            and segmentation: the side of the random training crops (images are never
+            resized).
         epochs: Most ``finetune`` epochs; early stopping may end sooner.
         patience: Epochs without a better validation loss before ``finetune`` stops.
         batch_size: Images (``finetune``) or crops (counting) per step; ``None``: 32
@@ -64,8 +67,13 @@ class TrainConfig(BaseModel):
             counting, flips, 90-degree rotations and intensity gain, offset and gamma.
         sigma: Counting: width in pixels of each object's Gaussian in the density map
             (about half a typical object radius).
-        width: Counting: channels of the U-Net at full resolution (doubling per level).
-        levels: Counting: poolings of the U-Net (stride ``2**levels``).
+        width: Counting and segmentation: channels of the U-Net at full resolution
+            (doubling per level).
+        levels: Counting and segmentation: poolings of the plain U-Net (stride
+            ``2**levels``).
+        encoder: Segmentation: the U-Net's encoder, ``plain`` (trained from scratch) or
+            ``resnet18`` / ``resnet50`` (started from ``weights``: ``imagenet``, a
+            checkpoint path or URL, or ``none``; it then learns at a tenth of ``lr``).
         count_weight: Counting: weight of the count term of the loss (the squared error
             of the number of objects in each crop's trusted pixels, per 1000 pixels); 0
             (the default) leaves it out: at 1 it outweighed the density term, blurred the
@@ -107,6 +115,7 @@ class TrainConfig(BaseModel):
     sigma: float = Field(default=2.0, gt=0, le=32)
     width: int = Field(default=16, ge=4, le=256)
     levels: int = Field(default=3, ge=1, le=6)
+    encoder: Literal["plain", "resnet18", "resnet50"] = "plain"
     count_weight: float = Field(default=0.0, ge=0)
     match_radius: float = Field(default=5.0, gt=0)
     trust_radius: float = Field(default=4.0, gt=0)

@@ -51,7 +51,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from lensloop.errors import ConfigError
 from lensloop.project import Project
@@ -63,15 +63,14 @@ from lensloop.tasks.counting.density import (
     loss_weights,
 )
 from lensloop.tasks.counting.scoring import COMPLETE, count_metrics
-from lensloop.tasks.inputs import IntensityRange, model_channels, scale_image, to_channels
+from lensloop.tasks.inputs import IntensityRange
 from lensloop.tasks.tiling import predict_tiled
 from lensloop.tasks.unet import UNet
 from lensloop.train.config import TrainConfig
 from lensloop.train.counter import INPUT_NAME, OUTPUT_NAME, TASK, OnnxDensity
 from lensloop.train.loop import (
-    WholeImages,
-    epoch_callbacks,
-    fit_keeping_best,
+    DenseInputs,
+    fit_on_crops,
     read_annotated,
     validation_split,
 )
@@ -160,37 +159,22 @@ def _prepare(
     progress: Callable[[str, int, int], None] | None,
 ) -> _Prepared:
     """Scale every image once, by a range measured on the training images."""
-    from sqlalchemy import select
-
-    from lensloop.catalog.images import in_chunks
-    from lensloop.catalog.models import Image
-
-    with project.catalog.reader() as session:
-        counts: set[int] = set()
-        for chunk in in_chunks([item.image_id for item in items]):
-            counts.update(session.scalars(select(Image.channels).where(Image.id.in_(chunk))))
-    channels = model_channels(counts)
-    scaling = IntensityRange.measure(
-        (to_channels(read_annotated(project, items[k].image_id), channels) for k in train),
-        channels,
-        seed=config.seed,
-    )
+    inputs = DenseInputs.measure(project, [item.image_id for item in items], train, config.seed)
     pixels: list[npt.NDArray[np.float32]] = []
     targets: list[npt.NDArray[np.float32]] = []
     weights: list[npt.NDArray[np.float32]] = []
     for k, item in enumerate(items):
         image = read_annotated(project, item.image_id)
         height, width = image.shape[:2]
-        if (width, height) != (item.width, item.height):
-            raise ConfigError(
-                f"image {item.image_id} is {width} x {height} pixels but its points were "
-                f"placed on a {item.width} x {item.height} image; annotate it again"
+        pixels.append(
+            inputs.scaled(
+                image,
+                folder / f"x{k}.npy",
+                image_id=item.image_id,
+                annotated_size=(item.width, item.height),
+                what="points were placed",
             )
-        array = np.lib.format.open_memmap(
-            folder / f"x{k}.npy", mode="w+", dtype=np.float32, shape=(channels, height, width)
         )
-        array[:] = np.moveaxis(scale_image(image, scaling, name=f"image {item.image_id}"), 2, 0)
-        pixels.append(array)
         targets.append(
             density_target(item.points, (height, width), sigma=config.sigma) * TARGET_SCALE
         )
@@ -211,7 +195,9 @@ def _prepare(
         weights.append(trusted)
         if progress is not None:
             progress("preparing images", k + 1, len(items))
-    return _Prepared(items, pixels, targets, weights, scaling, channels, sorted(counts))
+    return _Prepared(
+        items, pixels, targets, weights, inputs.scaling, inputs.channels, inputs.image_channels
+    )
 
 
 def _split(items: list[CountImage], seed: int) -> tuple[list[int], list[int], bool]:
@@ -418,34 +404,18 @@ def _fit(
         torch.manual_seed(config.seed)
         net = build_density_net(prepared.channels, config).train()
         module = _lightning_module(net, prepared, config, config.epochs)
-        history: list[dict[str, float]] = []
-        callbacks, best = epoch_callbacks(history, on_epoch, keep_best=True, network=net)
-        callbacks.append(
-            L.pytorch.callbacks.EarlyStopping(
-                monitor="val_loss", mode="min", patience=config.patience
-            )
-        )
         crops = _Crops(prepared, train, config.input_size, config.seed + 1, config.augment)
-        generator = torch.Generator().manual_seed(config.seed)
-        train_loader = DataLoader(
-            crops,
-            batch_size=config.batch_size or DEFAULT_BATCH,
-            shuffle=True,
-            generator=generator,
-            num_workers=0,
-            drop_last=len(crops) > (config.batch_size or DEFAULT_BATCH),
-        )
-        val_loader = DataLoader(WholeImages(val), batch_size=None, shuffle=False, num_workers=0)
-        chosen = fit_keeping_best(
+        history, chosen = fit_on_crops(
             module,
             net,
+            crops,
+            val,
             epochs=config.epochs,
-            callbacks=callbacks,
-            best=best,
-            history=history,
-            train_loader=train_loader,
-            val_loader=val_loader,
+            patience=config.patience,
+            batch_size=config.batch_size or DEFAULT_BATCH,
+            seed=config.seed,
             root_dir=str(project.runs_dir),
+            on_epoch=on_epoch,
         )
     return net, history, chosen
 

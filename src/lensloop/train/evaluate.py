@@ -6,6 +6,11 @@ or ``empty``): count MAE and mean relative error, localisation precision, recall
 overlays of the images with the largest count errors, in
 ``models/vN/evaluation-<split>/``.
 
+Segmentation models are scored on the split's annotated images: per-class IoU, mean IoU
+and pixel accuracy (void excluded), and the areas and fragment counts measured on the
+predicted masks against those of the annotated ones; figures: per-class IoU bars and
+overlays of the images with the lowest pixel accuracy.
+
 Classifiers work for both kinds of release: a head on stored embeddings (``--method probe``; the
 project must still hold the same version of its backbone's vectors) and a whole image
 classifier (``--method finetune``; the images are read and prepared as at training).
@@ -143,10 +148,12 @@ def evaluate_model(
     card = model.card
     if card.get("task") == "count":
         return _evaluate_counting(project, model, split)
+    if card.get("task") == "segment":
+        return _evaluate_segmentation(project, model, split)
     if card.get("task") != TASK:
         raise ConfigError(
             f"model version {model.version} is a {card.get('task')!r} model; "
-            "`lensloop evaluate` scores classifiers and counting models"
+            "`lensloop evaluate` scores classifiers, counting and segmentation models"
         )
     kind = card.get("input", {}).get("kind")
     score = _image_scores if kind == "image" else _embedding_scores
@@ -250,3 +257,57 @@ def _evaluate_counting(project: Project, model: RegisteredModel, split: str) -> 
         )
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return EvaluationResult(model.version, split, metrics, None, None, drawn)
+
+
+def _evaluate_segmentation(
+    project: Project, model: RegisteredModel, split: str
+) -> EvaluationResult:
+    """Score a segmentation model on the split's annotated images; draw figures."""
+    from lensloop.reports.segmentation import draw_iou_bars, draw_segment_overlay
+    from lensloop.tasks.segment.compare import score_label_maps
+    from lensloop.tasks.segment.data import load_segment_images
+    from lensloop.train.segmenter import load_segmenter
+
+    segmenter = load_segmenter(model.folder, settings=project.settings)
+    classes = list(segmenter.classes)
+    settings = project.config.segment
+    items = [item for item in load_segment_images(project) if _in_split(item.split, split)]
+    if not items:
+        raise ConfigError(
+            f"no image in the {split} split has polygon or mask annotations; annotate some "
+            "or choose another --split"
+        )
+    predicted, truth = [], []
+    for item in items:
+        try:
+            image = project.read_image(item.image_id)
+        except (LensloopError, OSError) as exc:
+            raise ConfigError(f"cannot read annotated image {item.image_id}: {exc}") from exc
+        predicted.append(segmenter.segment_array(image, name=f"image {item.image_id}").labels)
+        truth.append(
+            item.label_map(classes, draw_order=settings.draw_order, unlabelled=settings.unlabelled)
+        )
+    metrics = score_label_maps(predicted, truth, classes, min_area=settings.min_area)
+    folder = model.folder / f"evaluation-{split}"
+    folder.mkdir(exist_ok=True)
+    drawn = {"per-class IoU": draw_iou_bars(metrics, folder / "iou.png")}
+    accuracy = [_accuracy(p, t) for p, t in zip(predicted, truth, strict=True)]
+    worst = sorted(range(len(items)), key=lambda k: accuracy[k])
+    for rank, k in enumerate(worst[:_OVERLAYS], start=1):
+        item = items[k]
+        drawn[f"overlay {rank} (image {item.image_id})"] = draw_segment_overlay(
+            project.read_image(item.image_id),
+            predicted[k],
+            classes,
+            folder / f"overlay-{rank}-image-{item.image_id}.png",
+            title=f"image {item.image_id}: predicted, pixel accuracy {accuracy[k]:.3f}",
+        )
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return EvaluationResult(model.version, split, metrics, None, None, drawn)
+
+
+def _accuracy(predicted: npt.NDArray[np.uint8], truth: npt.NDArray[np.uint8]) -> float:
+    from lensloop.annotate.labelmap import VOID
+
+    keep = truth != VOID
+    return float((predicted[keep] == truth[keep]).mean()) if keep.any() else 1.0

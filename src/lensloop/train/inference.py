@@ -64,7 +64,7 @@ _CARD_FORMATS = (1,)
 _BLOCK = 8192
 _IMAGE_BATCH = 32
 _CHUNK = 900
-_KINDS = ("embedding", "image", "density")
+_KINDS = ("embedding", "image", "density", "segment")
 
 
 @dataclass(frozen=True)

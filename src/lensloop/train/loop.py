@@ -18,23 +18,29 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L  # noqa: N812
+import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from lensloop.errors import ConfigError, LensloopError
+from lensloop.tasks.inputs import IntensityRange, model_channels, scale_image, to_channels
 
 if TYPE_CHECKING:
     from lensloop.project import Project
 
 __all__ = [
+    "DenseInputs",
     "WholeImages",
     "epoch_callbacks",
     "fit_keeping_best",
+    "fit_on_crops",
     "hash_order",
     "precision",
     "quiet_lightning",
@@ -224,3 +230,114 @@ class WholeImages(Dataset[int]):
 
     def __getitem__(self, index: int) -> int:
         return self.rows[index]
+
+
+@dataclass(frozen=True)
+class DenseInputs:
+    """How a dense model's training images are scaled: one range, measured once.
+
+    Attributes:
+        scaling: The intensity range measured on the training images.
+        channels: Channels the model takes (1 if every image is grey, else 3).
+        image_channels: The channel counts the training images had.
+    """
+
+    scaling: IntensityRange
+    channels: int
+    image_channels: list[int]
+
+    @classmethod
+    def measure(
+        cls, project: Project, image_ids: Sequence[int], train: Sequence[int], seed: int
+    ) -> DenseInputs:
+        """Channels from the catalog's images; the range from those at positions ``train``."""
+        from sqlalchemy import select
+
+        from lensloop.catalog.images import in_chunks
+        from lensloop.catalog.models import Image
+
+        with project.catalog.reader() as session:
+            counts: set[int] = set()
+            for chunk in in_chunks(list(image_ids)):
+                counts.update(session.scalars(select(Image.channels).where(Image.id.in_(chunk))))
+        channels = model_channels(counts)
+        scaling = IntensityRange.measure(
+            (to_channels(read_annotated(project, image_ids[k]), channels) for k in train),
+            channels,
+            seed=seed,
+        )
+        return cls(scaling, channels, sorted(counts))
+
+    def scaled(
+        self,
+        image: npt.NDArray[Any],
+        path: Path,
+        *,
+        image_id: int,
+        annotated_size: tuple[int, int],
+        what: str,
+    ) -> npt.NDArray[np.float32]:
+        """The image scaled into a ``(C, H, W)`` float32 memory-mapped file at ``path``.
+
+        Raises:
+            ConfigError: The image's ``(width, height)`` is not the one its ``what`` (points,
+                regions) was annotated on.
+        """
+        height, width = image.shape[:2]
+        if (width, height) != annotated_size:
+            raise ConfigError(
+                f"image {image_id} is {width} x {height} pixels but its {what} on a "
+                f"{annotated_size[0]} x {annotated_size[1]} image; annotate it again"
+            )
+        array: npt.NDArray[np.float32] = np.lib.format.open_memmap(
+            path, mode="w+", dtype=np.float32, shape=(self.channels, height, width)
+        )
+        array[:] = np.moveaxis(scale_image(image, self.scaling, name=f"image {image_id}"), 2, 0)
+        return array
+
+
+def fit_on_crops(
+    module: Any,
+    net: nn.Module,
+    crops: Dataset[Any],
+    val: Sequence[int],
+    *,
+    epochs: int,
+    patience: int,
+    batch_size: int,
+    seed: int,
+    root_dir: str,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> tuple[list[dict[str, float]], int]:
+    """A dense trainer's Lightning run: shuffled crops, whole validation images.
+
+    Early stopping on ``val_loss`` (``patience`` epochs); the best epoch's weights are
+    loaded back into ``net``. Returns ``(history, best epoch)``.
+    """
+    history: list[dict[str, float]] = []
+    callbacks, best = epoch_callbacks(history, on_epoch, keep_best=True, network=net)
+    callbacks.append(
+        L.pytorch.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience)
+    )
+    size = len(crops)  # type: ignore[arg-type]
+    train_loader = DataLoader(
+        crops,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+        num_workers=0,
+        drop_last=size > batch_size,
+    )
+    val_loader = DataLoader(WholeImages(val), batch_size=None, shuffle=False, num_workers=0)
+    chosen = fit_keeping_best(
+        module,
+        net,
+        epochs=epochs,
+        callbacks=callbacks,
+        best=best,
+        history=history,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        root_dir=root_dir,
+    )
+    return history, chosen

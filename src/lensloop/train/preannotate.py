@@ -8,7 +8,9 @@ pixel form; the Label Studio layer turns it into results.
 Classification models answer from the predictions already stored for their version
 (``lensloop predict``) and predict the rest from the images' pixels. Counting models
 answer with the objects they locate, as keypoints (score: the mean peak height relative
-to one object's, at most 1). Segmentation models plug in here when that task is released.
+to one object's, at most 1). Segmentation models answer with one brush mask per class
+present in the predicted label map (score: the mean probability of the chosen label over
+the image's non-background pixels).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lensloop.catalog.models import ModelVersion, Prediction
 from lensloop.errors import ConfigError, LensloopError, NotFoundError
 from lensloop.train.counter import Counter, load_counter
 from lensloop.train.inference import Model, init_model
+from lensloop.train.segmenter import Segmenter, load_segmenter
 
 if TYPE_CHECKING:
     from lensloop.project import Project
@@ -32,8 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["AnyModel", "current_model", "model_version_name", "preannotate"]
 
 #: A loaded model of any task that pre-annotates.
-AnyModel = Model | Counter
-_TASKS = ("classify", "count")
+AnyModel = Model | Counter | Segmenter
+_TASKS = ("classify", "count", "segment")
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +68,13 @@ def current_model(project: Project, model: str | int | None = None) -> AnyModel 
             return None
         raise ConfigError(
             f"pre-annotations for {project.task!r} projects come with their models; "
-            f"this version of lensloop pre-annotates {' and '.join(_TASKS)} projects"
+            f"this version of lensloop pre-annotates {', '.join(_TASKS)} projects"
         )
     try:
         if project.task == "count":
             return load_counter(model, project=project)
+        if project.task == "segment":
+            return load_segmenter(model, project=project)
         return init_model(model, project=project, task=project.task)
     except NotFoundError:
         if model is not None:
@@ -87,6 +92,8 @@ def preannotate(
     """
     if isinstance(model, Counter):
         return _count_points(project, image_ids, model)
+    if isinstance(model, Segmenter):
+        return _segment_masks(project, image_ids, model)
     name = model_version_name(model)
     found: dict[int, PreAnnotation] = {}
     if model.version is not None:
@@ -154,4 +161,34 @@ def _count_points(
         }
         score = float(min(1.0, result.scores.mean())) if len(result.scores) else 1.0
         found[image_id] = PreAnnotation("points", payload, score, name)
+    return found
+
+
+def _segment_masks(
+    project: Project, image_ids: Sequence[int], segmenter: Segmenter
+) -> dict[int, PreAnnotation]:
+    """One brush mask per class a segmentation model finds in each image."""
+    import numpy as np
+
+    from lensloop.annotate.rle import mask_to_counts
+
+    name = model_version_name(segmenter)
+    found: dict[int, PreAnnotation] = {}
+    for image_id in image_ids:
+        try:
+            image = project.read_image(image_id)
+        except (LensloopError, OSError) as exc:
+            logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
+            continue
+        result = segmenter.segment_array(image, name=f"image {image_id}")
+        height, width = result.labels.shape
+        masks = []
+        for k, label in enumerate(segmenter.classes, start=1):
+            mask = result.labels == k
+            if mask.any():
+                masks.append({"label": label, "id": f"m{k}", **mask_to_counts(mask)})
+        objects = result.labels > 0
+        score = float(result.confidence[objects].mean()) if objects.any() else 1.0
+        payload = {"width": width, "height": height, "masks": masks}
+        found[image_id] = PreAnnotation("mask", payload, float(np.clip(score, 0.0, 1.0)), name)
     return found

@@ -151,7 +151,14 @@ def trained_depth(model: RegisteredModel) -> int | None:
 
 
 def _rank(val: dict[str, Any]) -> tuple[float, float] | None:
-    """Higher is better: a classifier's (macro-F1, accuracy), a counter's (-MRE, F1)."""
+    """Higher is better: a classifier's (macro-F1, accuracy), a counter's (-MRE, F1).
+
+    A segmenter's key is (mean IoU, pixel accuracy).
+    """
+    if "mean_iou" in val:
+        if val["mean_iou"] is None or val.get("pixel_accuracy") is None:
+            return None
+        return (float(val["mean_iou"]), float(val["pixel_accuracy"]))
     if "macro_f1" in val:
         return (float(val["macro_f1"]), float(val["accuracy"]))
     if "mre" in val:
@@ -166,7 +173,8 @@ def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
     """Whether ``new`` validation metrics beat ``old`` on the same validation set.
 
     Classifiers compare macro-F1, then accuracy; counting models mean relative count
-    error (lower is better), then localisation F1. Metrics that could not be measured
+    error (lower is better), then localisation F1; segmentation models mean IoU, then
+    pixel accuracy. Metrics that could not be measured
     (no fully annotated validation image) never beat anything.
     """
     if new.get("validation_fingerprint") != old.get("validation_fingerprint"):

@@ -53,6 +53,7 @@ CARD_FORMAT = 1
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "classify": ("accuracy", "macro_f1"),
     "count": ("mae", "mre", "f1", "precision", "recall"),
+    "segment": ("mean_iou", "pixel_accuracy"),
 }
 _TRACKED_EXTRAS = ("best_epoch", "n_train", "train_s", "onnx_max_abs_diff")
 
@@ -159,7 +160,7 @@ def release(
     Args:
         project: The project whose registry receives the version.
         staging: Folder from :func:`staging_folder` holding the trainer's ONNX file.
-        task: The task (``classify``, ``count``).
+        task: The task (``classify``, ``count``, ``segment``).
         card: The trainer's part of the model card (method, input, onnx, ``classes``,
             ``depth``, ...); the common fields (format, task, metrics, training data,
             time, version) are added here.

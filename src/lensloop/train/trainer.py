@@ -3,7 +3,8 @@
 A classification project trains by ``config.method``: ``probe`` needs only scikit-learn
 and ONNX; ``finetune`` needs torch and Lightning (the ``train`` extra), imported only when
 it runs. A counting project trains a density-map U-Net (:mod:`lensloop.train.counting`,
-also torch and Lightning).
+also torch and Lightning), a segmentation project a U-Net classifying every pixel
+(:mod:`lensloop.train.segmentation`, the same).
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ def train_model(
         progress: ``(stage, done, total)`` callback of the ``finetune`` method.
 
     Raises:
-        ConfigError: ``finetune`` or counting without torch and Lightning installed, a
-            task that has no trainer yet, or any error of the trainer (see
+        ConfigError: ``finetune``, counting or segmentation without torch and Lightning
+            installed, or any error of the trainer (see
             :func:`~lensloop.train.probe.train_probe`,
-            :func:`~lensloop.train.finetune.train_finetune` and
-            :func:`~lensloop.train.counting.train_counting`).
+            :func:`~lensloop.train.finetune.train_finetune`,
+            :func:`~lensloop.train.counting.train_counting` and
+            :func:`~lensloop.train.segmentation.train_segmentation`).
     """
     if project.task == "count":
         try:
@@ -44,11 +46,12 @@ def train_model(
         except ImportError as exc:
             raise ConfigError(_needs_torch("counting", exc)) from None
         return train_counting(project, config, progress=progress)
-    if project.task != "classify":
-        raise ConfigError(
-            f"this version of lensloop trains classify and count projects, not "
-            f"{project.task!r} ones"
-        )
+    if project.task == "segment":
+        try:
+            from lensloop.train.segmentation import train_segmentation
+        except ImportError as exc:
+            raise ConfigError(_needs_torch("segmentation", exc)) from None
+        return train_segmentation(project, config, progress=progress)
     if config.method == "probe":
         return train_probe(project, config)
     try:
