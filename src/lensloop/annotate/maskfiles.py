@@ -12,7 +12,7 @@ in the payload formats of :mod:`lensloop.annotate.labelstudio.results`, with ``w
 ``height`` the catalog image's size. An image labelled with no regions at all (nothing of
 interest in it) gets an empty ``polygon`` annotation.
 
-Images are named as in point files (:mod:`lensloop.annotate._images`): by catalog id, URI
+Images are named as in point files (:mod:`lensloop.annotate._importing`): by catalog id, URI
 or trailing path; label PNGs by their path without the suffix.
 
 Everything is checked before anything is written, in one transaction: every region label
@@ -29,8 +29,6 @@ superseded by a deletion.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +37,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from lensloop.annotate._images import ImageInfo, listed, resolve_images
+from lensloop.annotate._importing import (
+    ORIGIN,
+    ImageInfo,
+    check_annotator,
+    import_record,
+    listed,
+    resolve_images,
+)
 from lensloop.annotate.labelfiles import LabelEntry, read_label_file
 from lensloop.annotate.labelmap import BACKGROUND_NAMES, VOID_NAMES
 from lensloop.annotate.rle import mask_to_counts
@@ -56,12 +61,10 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_ANNOTATOR", "ORIGIN", "LabelImportReport", "import_labels"]
 
 #: ``origin`` of the annotations this module stores.
-ORIGIN = "import"
 #: Annotator recorded when neither the file nor the caller names one.
 DEFAULT_ANNOTATOR = "import"
 
 _KINDS = ("polygon", "mask")
-_MAX_ANNOTATOR = 160  # keeps external ids within the catalog's 256 characters
 _DELETED = "deleted"
 _CHUNK = 900
 
@@ -169,7 +172,7 @@ read_label_file`).
         for entry in entries:
             info = images[entry.image]
             who = entry.annotator or default_annotator
-            _check_annotator(who, entry)
+            check_annotator(who, entry.where)
             earlier = seen.get((info.image_id, who))
             if earlier is not None:
                 raise SourceError(
@@ -238,14 +241,6 @@ def _check_labels(entries: Sequence[LabelEntry], labels: tuple[str, ...]) -> Non
         )
 
 
-def _check_annotator(who: str, entry: LabelEntry) -> None:
-    if len(who) > _MAX_ANNOTATOR:
-        raise SourceError(
-            f"{entry.where}: annotator name is {len(who)} characters long; use at most "
-            f"{_MAX_ANNOTATOR}"
-        )
-
-
 def _problems(entry: LabelEntry, info: ImageInfo) -> Iterator[str]:
     name = f"{entry.image} ({info.width}x{info.height}, in {entry.where})"
     stated = (entry.width, entry.height)
@@ -300,17 +295,7 @@ def _key(image_id: int, kind: str, annotator: str) -> str:
 
 def _record(image_id: int, kind: str, payload: dict[str, Any], annotator: str) -> AnnotationRecord:
     key = _key(image_id, kind, annotator)
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-    return AnnotationRecord(
-        image_id=image_id,
-        kind=kind,
-        payload=payload,
-        annotator=annotator,
-        origin=ORIGIN,
-        external_id=f"{key}@{digest}",
-        version_key=key,
-    )
+    return import_record(image_id, kind, payload, annotator, key=key)
 
 
 def _deletions(

@@ -44,7 +44,6 @@ written, in one transaction: one bad entry stops the import with a message namin
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -56,7 +55,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from lensloop.annotate._images import ImageInfo, listed, resolve_images
+from lensloop.annotate._importing import (
+    ORIGIN,
+    ImageInfo,
+    check_annotator,
+    import_record,
+    listed,
+    resolve_images,
+)
 from lensloop.annotate.schema import COUNT_STATUSES, project_schema
 from lensloop.catalog.annotations import AnnotationRecord, add_annotations
 from lensloop.errors import LabelError, SourceError
@@ -81,7 +87,6 @@ __all__ = [
 #: spelled out here because ``annotate`` sits below ``tasks``.
 POINT_STATUSES = (*COUNT_STATUSES, "conflict")
 #: ``origin`` of the annotations this module stores.
-ORIGIN = "import"
 #: Annotator recorded when neither the file nor the caller names one.
 DEFAULT_ANNOTATOR = "import"
 #: Status recorded when neither the file nor the caller gives one: sparse clicks are the
@@ -92,7 +97,6 @@ BACKGROUND_LABEL = "background"
 
 _REQUIRED_COLUMNS = ("image", "x", "y")
 _OPTIONAL_COLUMNS = ("annotator", "label", "status")
-_MAX_ANNOTATOR = 160  # keeps external ids within the catalog's 256 characters
 
 Box = tuple[float, float, float, float]
 
@@ -460,7 +464,7 @@ def import_points(
         for entry, entry_labels in zip(entries, labels, strict=True):
             info = images[entry.image]
             who = entry.annotator or default_annotator
-            _check_annotator(who, entry)
+            check_annotator(who, entry.where)
             earlier = seen.get((info.image_id, who))
             if earlier is not None:
                 raise SourceError(
@@ -484,14 +488,6 @@ def import_points(
     report.unchanged = written.unchanged
     report.superseded = written.superseded
     return report
-
-
-def _check_annotator(who: str, entry: PointEntry) -> None:
-    if len(who) > _MAX_ANNOTATOR:
-        raise SourceError(
-            f"{entry.where}: annotator name is {len(who)} characters long; use at most "
-            f"{_MAX_ANNOTATOR}"
-        )
 
 
 def _resolve_labels(
@@ -606,14 +602,4 @@ def _background_record(entry: PointEntry, info: ImageInfo, annotator: str) -> An
 def _record(image_id: int, kind: str, payload: dict[str, Any], annotator: str) -> AnnotationRecord:
     prefix = "points" if kind == "points" else BACKGROUND_LABEL
     key = f"{prefix}:i{image_id}:{annotator}"
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-    return AnnotationRecord(
-        image_id=image_id,
-        kind=kind,
-        payload=payload,
-        annotator=annotator,
-        origin=ORIGIN,
-        external_id=f"{key}@{digest}",
-        version_key=key,
-    )
+    return import_record(image_id, kind, payload, annotator, key=key)

@@ -24,10 +24,29 @@ if TYPE_CHECKING:
 
 _Loaded = TypeVar("_Loaded")
 
+#: ``--model`` and ``--project`` of the commands that run a released model on image files.
+ReleasedModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Version number, alias (latest, champion) or the path of a released model "
+        "folder (default: the project's champion, else latest)."
+    ),
+]
+ModelProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        help="Project whose registry --model names (default: the current folder, if it "
+        "is a project; not needed for a model folder).",
+    ),
+]
+
 __all__ = [
     "DEFAULT_BACKBONE",
     "SHOW_FAILURES",
     "DefaultCommandGroup",
+    "ModelProjectOption",
+    "ReleasedModelOption",
     "app",
     "datasets_app",
     "db_app",

@@ -17,6 +17,8 @@ import typer
 
 from lensloop.cli._app import (
     DefaultCommandGroup,
+    ModelProjectOption,
+    ReleasedModelOption,
     app,
     err,
     load_released,
@@ -211,21 +213,8 @@ def images_command(
     images: Annotated[
         list[Path], typer.Argument(help="Image files or folders (searched recursively).")
     ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Version number, alias (latest, champion) or the path of a released model "
-            "folder (default: the project's champion, else latest)."
-        ),
-    ] = None,
-    project_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--project",
-            help="Project whose registry --model names (default: the current folder, if it "
-            "is a project; not needed for a model folder).",
-        ),
-    ] = None,
+    model: ReleasedModelOption = None,
+    project_dir: ModelProjectOption = None,
     output: Annotated[
         Path,
         typer.Option("--out", help="Folder for counts.json and the overlays in plots/."),

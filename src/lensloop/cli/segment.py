@@ -19,6 +19,8 @@ import typer
 
 from lensloop.cli._app import (
     DefaultCommandGroup,
+    ModelProjectOption,
+    ReleasedModelOption,
     app,
     err,
     load_released,
@@ -47,21 +49,6 @@ segment_app = typer.Typer(
 app.add_typer(segment_app, name="segment")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-ModelOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Version number, alias (latest, champion) or the path of a released model "
-        "folder (default: the project's champion, else latest)."
-    ),
-]
-ProjectOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        help="Project whose registry --model names (default: the current folder, if it "
-        "is a project; not needed for a model folder).",
-    ),
-]
 
 
 @segment_app.command("import")
@@ -114,8 +101,8 @@ def images_command(
     images: Annotated[
         list[Path], typer.Argument(help="Image files or folders (searched recursively).")
     ],
-    model: ModelOption = None,
-    project_dir: ProjectOption = None,
+    model: ReleasedModelOption = None,
+    project_dir: ModelProjectOption = None,
     output: Annotated[
         Path,
         typer.Option("--out", help="Folder for segments.json, masks/ (label PNGs) and overlays/."),
@@ -230,8 +217,8 @@ def measure_command(
         list[Path],
         typer.Argument(help="A segment project folder (its images), or image files and folders."),
     ],
-    model: ModelOption = None,
-    project_dir: ProjectOption = None,
+    model: ReleasedModelOption = None,
+    project_dir: ModelProjectOption = None,
     annotated: Annotated[
         bool,
         typer.Option(

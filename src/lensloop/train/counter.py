@@ -29,7 +29,13 @@ from lensloop.settings import Settings
 from lensloop.tasks.counting.density import find_peaks
 from lensloop.tasks.inputs import IntensityRange, scale_image
 from lensloop.tasks.tiling import predict_tiled
-from lensloop.train.dense import INPUT_NAME, OnnxDense, expand_images, load_dense, read_images
+from lensloop.train.dense import (
+    INPUT_NAME,
+    DenseRelease,
+    expand_images,
+    load_dense,
+    read_images,
+)
 
 __all__ = [
     "INPUT_NAME",
@@ -37,7 +43,6 @@ __all__ = [
     "TASK",
     "CountResult",
     "Counter",
-    "OnnxDensity",
     "count",
     "load_counter",
 ]
@@ -46,18 +51,6 @@ TASK = "count"
 #: Name of the released graph's output (its input is ``INPUT_NAME``).
 OUTPUT_NAME = "density"
 _BATCH = 4
-
-
-class OnnxDensity(OnnxDense):
-    """A released density graph opened once: ``(N, C, H, W)`` -> ``(N, 1, H, W)``.
-
-    Raises:
-        ConfigError: On opening, a corrupt file or a graph that is not a lensloop counting
-            model; on calling, input of the wrong shape.
-    """
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, output=OUTPUT_NAME, what="counting")
 
 
 @dataclass(frozen=True)
@@ -88,20 +81,8 @@ class CountResult:
 
 
 @dataclass(frozen=True)
-class Counter:
-    """A loaded counting model.
-
-    Attributes:
-        folder: The (cached) model folder.
-        card: The model card.
-        version: Its version in the project registry (``None`` when loaded from a path).
-        runner: The ONNX session.
-    """
-
-    folder: Path
-    card: dict[str, Any]
-    version: int | None
-    runner: OnnxDensity = field(repr=False, compare=False)
+class Counter(DenseRelease):
+    """A loaded counting model (see :class:`~lensloop.train.dense.DenseRelease`)."""
 
     @property
     def sigma(self) -> float:
@@ -174,7 +155,8 @@ def load_counter(
         ConfigError: Not a counting model folder, an unreadable card, or a corrupt graph.
         NotFoundError: No such version or alias.
     """
-    loaded = load_dense(
+    return load_dense(
+        Counter,
         model,
         project=project,
         settings=settings,
@@ -184,8 +166,6 @@ def load_counter(
         what="counting",
         sections=("density", "input"),
     )
-    runner = OnnxDensity(loaded.runner.path)
-    return Counter(folder=loaded.folder, card=loaded.card, version=loaded.version, runner=runner)
 
 
 def count(

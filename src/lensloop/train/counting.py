@@ -67,9 +67,11 @@ from lensloop.tasks.inputs import IntensityRange
 from lensloop.tasks.tiling import predict_tiled
 from lensloop.tasks.unet import UNet
 from lensloop.train.config import TrainConfig
-from lensloop.train.counter import INPUT_NAME, OUTPUT_NAME, TASK, OnnxDensity
+from lensloop.train.counter import INPUT_NAME, OUTPUT_NAME, TASK
+from lensloop.train.dense import OnnxDense
 from lensloop.train.loop import (
     DenseInputs,
+    adamw_cosine,
     fit_on_crops,
     read_annotated,
     validation_split,
@@ -382,11 +384,13 @@ def _lightning_module(
             self.log("val_loss", self.val_metrics["val_loss"], prog_bar=False)
 
         def configure_optimizers(self) -> Any:
-            optimizer = torch.optim.AdamW(
-                self.net.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            return adamw_cosine(
+                [],
+                list(self.net.parameters()),
+                lr=config.lr,
+                weight_decay=config.weight_decay,
+                epochs=epochs,
             )
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     return _Module()
 
@@ -483,7 +487,7 @@ def train_counting(
                 output_name=OUTPUT_NAME,
                 channels=prepared.channels,
             )
-            session = OnnxDensity(staging / MODEL_FILE)
+            session = OnnxDense(staging / MODEL_FILE, output=OUTPUT_NAME, what="counting")
             densities = _densities(session, prepared, val)
             torch_densities = _densities(_torch_density(net), prepared, val[:2])
             pairs = zip(densities[:2], torch_densities, strict=True)

@@ -11,9 +11,9 @@ named image arrays (:func:`expand_images`, :func:`read_images`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -82,15 +82,26 @@ class OnnxDense:
 
 @dataclass(frozen=True)
 class DenseRelease:
-    """A loaded dense release: where it is, its card, its version and its graph."""
+    """A loaded dense release (the base of each task's loaded model).
+
+    Attributes:
+        folder: The (cached) model folder.
+        card: The model card.
+        version: Its version in the project registry (``None`` when loaded from a path).
+        runner: The ONNX session.
+    """
 
     folder: Path
     card: dict[str, Any]
     version: int | None
-    runner: OnnxDense
+    runner: OnnxDense = field(repr=False, compare=False)
+
+
+_Release = TypeVar("_Release", bound=DenseRelease)
 
 
 def load_dense(
+    cls: type[_Release],
     model: str | int | Path | None,
     *,
     project: Project | None,
@@ -100,10 +111,11 @@ def load_dense(
     output: str,
     what: str,
     sections: Sequence[str] = ("input",),
-) -> DenseRelease:
-    """Load a dense release of ``task`` by version, alias or folder.
+) -> _Release:
+    """Load a dense release of ``task`` by version, alias or folder, as a ``cls``.
 
     Args:
+        cls: The task's loaded-model class (a :class:`DenseRelease`).
         model: A version or alias of ``project``'s registry, or a released model folder;
             ``None``: the champion, else the latest version.
         project: The project whose registry holds ``model`` (not needed for a path).
@@ -137,7 +149,7 @@ def load_dense(
             f"the model in {folder} takes {runner.channels} channels but its card scales "
             f"{channels}; the folder was changed by hand"
         )
-    return DenseRelease(folder=cached, card=card, version=version, runner=runner)
+    return cls(folder=cached, card=card, version=version, runner=runner)
 
 
 def read_images(

@@ -51,7 +51,7 @@ from lensloop.tasks.classify import (
     load_labelled_images,
 )
 from lensloop.train.config import TrainConfig
-from lensloop.train.loop import epoch_callbacks, fit_keeping_best
+from lensloop.train.loop import adamw_cosine, epoch_callbacks, fit_keeping_best
 from lensloop.train.onnx_image import OUTPUT_NAME, OnnxImageClassifier, image_channels
 from lensloop.train.release import (
     classification_training_data,
@@ -73,7 +73,6 @@ MODEL_FILE = "model.onnx"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CROP_SCALE = (0.6, 1.0)
-_PRETRAINED_LR_FACTOR = 0.1
 _EVAL_BATCH = 64
 #: Images per step when ``batch_size`` is not set.
 DEFAULT_BATCH = 32
@@ -372,16 +371,13 @@ def _lightning_module(
             old: list[nn.Parameter] = []
             for name, parameter in self.classifier.named_parameters():
                 (new if name.startswith(prefix) else old).append(parameter)
-            factor = _PRETRAINED_LR_FACTOR if pretrained else 1.0
-            optimizer = torch.optim.AdamW(
-                [
-                    {"params": old, "lr": config.lr * factor},
-                    {"params": new, "lr": config.lr},
-                ],
+            return adamw_cosine(
+                old if pretrained else [],
+                new if pretrained else [*old, *new],
+                lr=config.lr,
                 weight_decay=config.weight_decay,
+                epochs=epochs,
             )
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     return _Module()
 

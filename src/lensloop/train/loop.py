@@ -36,8 +36,10 @@ if TYPE_CHECKING:
     from lensloop.project import Project
 
 __all__ = [
+    "PRETRAINED_LR_FACTOR",
     "DenseInputs",
     "WholeImages",
+    "adamw_cosine",
     "epoch_callbacks",
     "fit_keeping_best",
     "fit_on_crops",
@@ -47,6 +49,9 @@ __all__ = [
     "read_annotated",
     "validation_split",
 ]
+
+#: Pretrained layers learn at this share of the learning rate (new layers at all of it).
+PRETRAINED_LR_FACTOR = 0.1
 
 #: Share of the annotated images held out for validation when there is no val split.
 VAL_SHARE = 0.2
@@ -341,3 +346,27 @@ def fit_on_crops(
         root_dir=root_dir,
     )
     return history, chosen
+
+
+def adamw_cosine(
+    pretrained: Sequence[nn.Parameter],
+    new: Sequence[nn.Parameter],
+    *,
+    lr: float,
+    weight_decay: float,
+    epochs: int,
+) -> dict[str, Any]:
+    """Every trainer's optimiser: AdamW with a cosine schedule over ``epochs``.
+
+    ``pretrained`` parameters learn at :data:`PRETRAINED_LR_FACTOR` times ``lr``, ``new``
+    ones at ``lr``. Returns what a Lightning module's ``configure_optimizers`` returns.
+    """
+    groups = [
+        {"params": list(pretrained), "lr": lr * PRETRAINED_LR_FACTOR},
+        {"params": list(new), "lr": lr},
+    ]
+    optimizer = torch.optim.AdamW(
+        [group for group in groups if group["params"]], weight_decay=weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -16,8 +16,8 @@ the image's non-background pixels).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -118,12 +118,7 @@ def preannotate(
                     found[image_id] = PreAnnotation("class", {"class": label}, score, name)
     todo = [i for i in image_ids if i not in found]
     for chunk in in_chunks(todo, 32):
-        arrays = []
-        for image_id in chunk:
-            try:
-                arrays.append((image_id, project.read_image(image_id)))
-            except (LensloopError, OSError) as exc:
-                logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
+        arrays = list(_readable(project, chunk))
         if not arrays:
             continue
         predictions = model.predict(
@@ -136,6 +131,17 @@ def preannotate(
     return found
 
 
+def _readable(project: Project, image_ids: Sequence[int]) -> Iterator[tuple[int, Any]]:
+    """``(image id, pixels)`` of the images that can be read; the others are logged."""
+    for image_id in image_ids:
+        try:
+            image = project.read_image(image_id)
+        except (LensloopError, OSError) as exc:
+            logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
+            continue
+        yield image_id, image
+
+
 def _count_points(
     project: Project, image_ids: Sequence[int], counter: Counter
 ) -> dict[int, PreAnnotation]:
@@ -143,12 +149,7 @@ def _count_points(
     name = model_version_name(counter)
     label = str(counter.card["classes"][0])
     found: dict[int, PreAnnotation] = {}
-    for image_id in image_ids:
-        try:
-            image = project.read_image(image_id)
-        except (LensloopError, OSError) as exc:
-            logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
-            continue
+    for image_id, image in _readable(project, image_ids):
         result = counter.count_array(image, name=f"image {image_id}")
         height, width = image.shape[:2]
         payload = {
@@ -168,19 +169,12 @@ def _segment_masks(
     project: Project, image_ids: Sequence[int], segmenter: Segmenter
 ) -> dict[int, PreAnnotation]:
     """One brush mask per class a segmentation model finds in each image."""
-    import numpy as np
-
     from lensloop.annotate.rle import mask_to_counts
 
     name = model_version_name(segmenter)
     found: dict[int, PreAnnotation] = {}
-    for image_id in image_ids:
-        try:
-            image = project.read_image(image_id)
-        except (LensloopError, OSError) as exc:
-            logger.warning("image %d cannot be read, not pre-annotated: %s", image_id, exc)
-            continue
-        result = segmenter.segment_array(image, name=f"image {image_id}")
+    for image_id, image in _readable(project, image_ids):
+        result = segmenter.segment_array(image, name=f"image {image_id}", confidence=True)
         height, width = result.labels.shape
         masks = []
         for k, label in enumerate(segmenter.classes, start=1):
@@ -188,7 +182,10 @@ def _segment_masks(
             if mask.any():
                 masks.append({"label": label, "id": f"m{k}", **mask_to_counts(mask)})
         objects = result.labels > 0
-        score = float(result.confidence[objects].mean()) if objects.any() else 1.0
+        confidence = result.confidence
+        score = (
+            float(confidence[objects].mean()) if confidence is not None and objects.any() else 1.0
+        )
         payload = {"width": width, "height": height, "masks": masks}
-        found[image_id] = PreAnnotation("mask", payload, float(np.clip(score, 0.0, 1.0)), name)
+        found[image_id] = PreAnnotation("mask", payload, score, name)
     return found

@@ -56,6 +56,7 @@ from lensloop.train.config import TrainConfig
 from lensloop.train.dense import INPUT_NAME, OnnxDense
 from lensloop.train.loop import (
     DenseInputs,
+    adamw_cosine,
     fit_on_crops,
     read_annotated,
     validation_split,
@@ -75,7 +76,6 @@ _OVERLAP = 64
 _EXPORT_SIZE = 64
 _GAIN = (0.75, 1.33)
 _OFFSET = 0.05
-_PRETRAINED_LR = 0.1  # a pretrained encoder learns at this share of the learning rate
 
 
 class SegmentNet(nn.Module):
@@ -363,16 +363,13 @@ def _lightning_module(
             encoder = list(self.net.unet.encoder.parameters())
             ids = {id(p) for p in encoder}
             rest = [p for p in self.net.parameters() if id(p) not in ids]
-            share = _PRETRAINED_LR if pretrained else 1.0
-            optimizer = torch.optim.AdamW(
-                [
-                    {"params": encoder, "lr": config.lr * share},
-                    {"params": rest, "lr": config.lr},
-                ],
+            return adamw_cosine(
+                encoder if pretrained else [],
+                rest if pretrained else [*encoder, *rest],
+                lr=config.lr,
                 weight_decay=config.weight_decay,
+                epochs=epochs,
             )
-            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     return _Module()
 
@@ -484,16 +481,13 @@ def train_segmentation(
                 channels=prepared.channels,
             )
             session = OnnxDense(staging / MODEL_FILE, output=OUTPUT_NAME, what="segmentation")
-            first = _probabilities(session, prepared, val[0])
-            metrics["onnx_max_abs_diff"] = float(
-                np.max(np.abs(first - _probabilities(_torch_probabilities(net), prepared, val[0])))
-            )
-            predicted = [
-                np.argmax(first if j == 0 else _probabilities(session, prepared, k), axis=0).astype(
-                    np.uint8
-                )
-                for j, k in enumerate(val)
-            ]
+            predicted: list[npt.NDArray[np.uint8]] = []
+            for k in val:
+                probabilities = _probabilities(session, prepared, k)
+                if k == val[0]:  # the exported graph against the network, on one image
+                    torch_run = _probabilities(_torch_probabilities(net), prepared, k)
+                    metrics["onnx_max_abs_diff"] = float(np.max(np.abs(probabilities - torch_run)))
+                predicted.append(np.argmax(probabilities, axis=0).astype(np.uint8))
             truth = [prepared.labels[k] for k in val]
             metrics["val"] = score_label_maps(predicted, truth, classes, min_area=settings.min_area)
             metrics["train_s"] = round(time.perf_counter() - started, 3)

@@ -26,7 +26,7 @@ from lensloop.project import Project
 from lensloop.settings import Settings
 from lensloop.tasks.inputs import IntensityRange, scale_image
 from lensloop.tasks.tiling import predict_tiled
-from lensloop.train.dense import OnnxDense, expand_images, load_dense, read_images
+from lensloop.train.dense import DenseRelease, expand_images, load_dense, read_images
 
 __all__ = [
     "KIND",
@@ -53,29 +53,17 @@ class SegmentResult:
     Attributes:
         source: The file path, catalog image id or array position given.
         labels: ``(H, W)`` uint8 label map (0 background, ``k`` the ``k``-th class).
-        confidence: ``(H, W)`` float32 probability of the chosen label.
+        confidence: ``(H, W)`` float32 probability of the chosen label, when asked for.
     """
 
     source: str
     labels: npt.NDArray[np.uint8] = field(repr=False)
-    confidence: npt.NDArray[np.float32] = field(repr=False)
+    confidence: npt.NDArray[np.float32] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
-class Segmenter:
-    """A loaded segmentation model.
-
-    Attributes:
-        folder: The (cached) model folder.
-        card: The model card.
-        version: Its version in the project registry (``None`` when loaded from a path).
-        runner: The ONNX session.
-    """
-
-    folder: Path
-    card: dict[str, Any]
-    version: int | None
-    runner: OnnxDense = field(repr=False, compare=False)
+class Segmenter(DenseRelease):
+    """A loaded segmentation model (see :class:`~lensloop.train.dense.DenseRelease`)."""
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -102,12 +90,14 @@ class Segmenter:
             out_channels=len(self.classes) + 1,
         )
 
-    def segment_array(self, image: npt.ArrayLike, *, name: str = "image") -> SegmentResult:
-        """Segment one image array."""
+    def segment_array(
+        self, image: npt.ArrayLike, *, name: str = "image", confidence: bool = False
+    ) -> SegmentResult:
+        """Segment one image array; with ``confidence``, also each pixel's top probability."""
         probabilities = self.probabilities(image, name=name)
         labels = np.argmax(probabilities, axis=0).astype(np.uint8)
-        confidence = np.max(probabilities, axis=0)
-        return SegmentResult(name, labels, confidence)
+        top = np.max(probabilities, axis=0) if confidence else None
+        return SegmentResult(name, labels, top)
 
     def segment(self, images: Iterable[str | Path | npt.NDArray[Any]]) -> list[SegmentResult]:
         """Segment image files or arrays.
@@ -140,7 +130,8 @@ def load_segmenter(
             graph.
         NotFoundError: No such version or alias.
     """
-    loaded = load_dense(
+    return load_dense(
+        Segmenter,
         model,
         project=project,
         settings=settings,
@@ -149,9 +140,6 @@ def load_segmenter(
         output=OUTPUT_NAME,
         what="segmentation",
         sections=("segment", "input"),
-    )
-    return Segmenter(
-        folder=loaded.folder, card=loaded.card, version=loaded.version, runner=loaded.runner
     )
 
 

@@ -1,6 +1,12 @@
-"""Catalog images named by outside label files: by id, by URI, or by the end of the path.
+"""What the label-file importers (points, regions) share.
 
-Label files written outside lensloop (point CSVs, labelme JSON, label PNGs) name their
+**Annotation records.** An imported annotation's external id is its version key (image,
+kind, annotator) plus a hash of its payload (:func:`import_record`), so importing the same
+file twice adds nothing and a changed file adds a new version; annotator names are
+checked for length first (:func:`check_annotator`).
+
+**Catalog images named by outside label files**: by id, by URI, or by the end of the
+path. Label files written outside lensloop (point CSVs, labelme JSON, label PNGs) name their
 images in their own ways. :func:`resolve_images` maps each reference to one catalog image:
 
 1. its catalog id (a reference made of digits);
@@ -15,27 +21,39 @@ component, or that component without its suffix, equals theirs, and nothing else
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from lensloop.catalog.annotations import AnnotationRecord
 from lensloop.catalog.models import Image
-from lensloop.errors import NotFoundError
+from lensloop.errors import NotFoundError, SourceError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 __all__ = [
+    "MAX_ANNOTATOR",
     "MAX_LISTED",
+    "ORIGIN",
     "ImageInfo",
+    "check_annotator",
     "images_where",
+    "import_record",
     "listed",
     "path_parts",
     "resolve_images",
     "suffix_matches",
 ]
+
+#: ``origin`` of every annotation imported from a file.
+ORIGIN = "import"
+#: Longest annotator name (keeps external ids within the catalog's 256 characters).
+MAX_ANNOTATOR = 160
 
 #: The most items an error message lists before saying how many more there are.
 MAX_LISTED = 10
@@ -175,3 +193,33 @@ def suffix_matches(
                 if uri_parts[-len(parts) : -1] == parts[:-1] and len(uri_parts) >= len(parts):
                     matches[ref].append(ImageInfo(image_id, uri, width, height))
     return matches
+
+
+def check_annotator(who: str, where: str) -> None:
+    """Refuse an annotator name too long for the catalog's external ids.
+
+    Raises:
+        SourceError: ``who`` is longer than :data:`MAX_ANNOTATOR` (the message starts with
+            ``where``, the entry's place in its file).
+    """
+    if len(who) > MAX_ANNOTATOR:
+        raise SourceError(
+            f"{where}: annotator name is {len(who)} characters long; use at most {MAX_ANNOTATOR}"
+        )
+
+
+def import_record(
+    image_id: int, kind: str, payload: dict[str, Any], annotator: str, *, key: str
+) -> AnnotationRecord:
+    """An imported annotation: version key ``key``, external id ``key@<payload hash>``."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    return AnnotationRecord(
+        image_id=image_id,
+        kind=kind,
+        payload=payload,
+        annotator=annotator,
+        origin=ORIGIN,
+        external_id=f"{key}@{digest}",
+        version_key=key,
+    )
