@@ -61,6 +61,17 @@ class Settings(BaseSettings):
         description="Decode processes during ingest; 0 decodes in the calling process; None "
         "decides from the file count and sizes.",
     )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible object store for s3:// URIs (JASMIN, MinIO, "
+        "http://127.0.0.1:9000); unset: AWS, or the endpoint the AWS configuration names. "
+        "Credentials come from the usual AWS variables and files.",
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Address of the Dask scheduler used by --executor dask when --scheduler "
+        "is not given (tcp://HOST:8786).",
+    )
     log_level: str = Field(default="WARNING", description="Logging level of the CLI.")
     mlflow_uri: str | None = Field(
         default=None,

@@ -243,7 +243,7 @@ def test_parse_split_errors(text: str, message: str) -> None:
 def test_closed_schema_refuses_unknown_folders(tmp_path: Path, settings: Settings) -> None:
     make_image_folder(tmp_path / "d", {"diatom": 1, "mystery": 1})
     with Project.init(tmp_path / "p", classes=["diatom", "ciliate"], settings=settings) as p:
-        with pytest.raises(LabelError, match=r"folders mystery are not classes.*diatom, ciliate"):
+        with pytest.raises(LabelError, match=r"labels mystery are not classes.*diatom, ciliate"):
             ingest(p, [tmp_path / "d"], options=IngestOptions(labels_from_folders=True))
         assert p.catalog.image_count() == 0
 

@@ -28,6 +28,7 @@ __all__ = [
     "in_chunks",
     "lookup_sha256",
     "lookup_uris",
+    "merge_sample_meta",
     "metadata_text",
     "record_failures",
 ]
@@ -118,6 +119,15 @@ def ensure_samples(session: Session, names: Iterable[str]) -> dict[str, int]:
         )
         found.update({name: sample_id for name, sample_id in rows})
     return found
+
+
+def merge_sample_meta(session: Session, metas: Mapping[str, Mapping[str, Any]]) -> None:
+    """Merge metadata into samples (created when new); keys given replace stored ones."""
+    ids = ensure_samples(session, metas)
+    for name, meta in metas.items():
+        sample = session.get(Sample, ids[name])
+        if sample is not None and any(sample.meta.get(k) != v for k, v in meta.items()):
+            sample.meta = {**sample.meta, **meta}
 
 
 def _utc(value: datetime | None) -> datetime | None:

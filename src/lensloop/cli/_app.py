@@ -20,6 +20,7 @@ from lensloop import __version__
 from lensloop.settings import Settings
 
 if TYPE_CHECKING:
+    from lensloop.executors import Executor
     from lensloop.project import Project
 
 _Loaded = TypeVar("_Loaded")
@@ -41,16 +42,37 @@ ModelProjectOption = Annotated[
     ),
 ]
 
+#: ``--executor`` and ``--scheduler`` of the commands that can run as Dask tasks.
+ExecutorOption = Annotated[
+    str,
+    typer.Option(
+        "--executor",
+        help="Where the work runs: 'local' (this process) or 'dask' (tasks over shards of "
+        "images on the Dask scheduler given by --scheduler).",
+    ),
+]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Address of the Dask scheduler (tcp://HOST:8786) with --executor dask; "
+        "default: the LENSLOOP_DASK_SCHEDULER setting.",
+    ),
+]
+
 __all__ = [
     "DEFAULT_BACKBONE",
     "SHOW_FAILURES",
     "DefaultCommandGroup",
+    "ExecutorOption",
     "ModelProjectOption",
     "ReleasedModelOption",
+    "SchedulerOption",
     "app",
     "datasets_app",
     "db_app",
     "err",
+    "executor_for",
     "get_settings",
     "load_released",
     "open_project",
@@ -119,6 +141,22 @@ def _root(
         handlers=[RichHandler(console=err, show_path=False)],
         force=True,
     )
+
+
+@contextmanager
+def executor_for(name: str, scheduler: str | None) -> Iterator[Executor]:
+    """The executor of ``--executor``/``--scheduler``, closed on exit (bad name: usage error)."""
+    from lensloop.errors import UnknownNameError
+    from lensloop.executors import get_executor
+
+    try:
+        runner = get_executor(name, scheduler or get_settings().dask_scheduler)
+    except UnknownNameError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--executor") from None
+    try:
+        yield runner
+    finally:
+        runner.close()
 
 
 def open_project(directory: Path) -> Project:

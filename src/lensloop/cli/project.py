@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,10 +14,13 @@ from rich.table import Table
 from lensloop.cli._app import (
     DEFAULT_BACKBONE,
     SHOW_FAILURES,
+    ExecutorOption,
+    SchedulerOption,
     app,
     datasets_app,
     db_app,
     err,
+    executor_for,
     get_settings,
     open_project,
     out,
@@ -119,7 +123,13 @@ def print_report(report: IngestReport) -> None:
 @app.command()
 def ingest(
     directory: Annotated[Path, typer.Argument(help="Project folder.")],
-    sources: Annotated[list[Path], typer.Argument(help="Image files and folders (recursive).")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Image files and folders (recursive), s3://bucket/prefix, https:// URLs, or "
+            "what --format reads (a FlowCam export folder, a taxonomy JSON file)."
+        ),
+    ],
     labels_from_folders: Annotated[
         bool,
         typer.Option(
@@ -165,8 +175,34 @@ def ingest(
         ),
     ] = None,
     source_format: Annotated[
-        str, typer.Option("--format", help="Source format (folder).")
+        str, typer.Option("--format", help="Source format: folder, flowcam or taxonomy.")
     ] = "folder",
+    store: Annotated[
+        str,
+        typer.Option(
+            help="Remote images: 'reference' them in place (fetched on demand, cached) or "
+            "'copy' them into --output."
+        ),
+    ] = "reference",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="Where derived images (FlowCam crops, copies) are written: a folder or "
+            "s3://bucket/prefix (default: the project's images/ folder)."
+        ),
+    ] = None,
+    sample_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="FlowCam: regular expression with named groups (sample, lat, lon, date, n) "
+            "matched against the export folder's name (default: ..._<lat>_<lon>_<DDMMYYYY>[_<n>])."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Downloads in flight at once (taxonomy catalogues).")
+    ] = 4,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Add images (with folder labels and CSV metadata) to the catalog.
 
@@ -179,6 +215,8 @@ def ingest(
 
     if pages not in PAGE_MODES:
         raise typer.BadParameter(f"{pages!r}; valid: {', '.join(PAGE_MODES)}", param_hint="--pages")
+    if store not in ("reference", "copy"):
+        raise typer.BadParameter(f"{store!r}; valid: reference, copy", param_hint="--store")
     if depth is not None and not labels_from_folders:
         raise typer.BadParameter("--depth needs --labels-from-folders", param_hint="--depth")
     settings = get_settings()
@@ -193,8 +231,17 @@ def ingest(
         batch_size=batch_size or settings.ingest_batch_size,
         workers=workers if workers is not None else settings.ingest_workers,
         source_format=source_format,
+        store=store,  # type: ignore[arg-type]
+        output=output,
+        sample_pattern=sample_pattern,
+        concurrency=concurrency,
     )
-    with open_project(directory) as project, progress_bar("ingesting") as progress:
+    with (
+        open_project(directory) as project,
+        executor_for(executor, scheduler) as runner,
+        progress_bar("ingesting") as progress,
+    ):
+        options = dataclasses.replace(options, executor=runner)
         report = run_ingest(project, sources, options=options, progress=progress)
     print_report(report)
     if not report.ok:

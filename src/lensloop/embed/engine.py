@@ -40,6 +40,7 @@ from lensloop.errors import ConfigError, ImageError, LensloopError
 from lensloop.imaging import ImageLimits
 from lensloop.project import Project
 from lensloop.sources.reader import read_stored_image
+from lensloop.sources.remote import RemoteOptions
 
 __all__ = ["EmbedReport", "embed_project", "l2_normalize"]
 
@@ -93,16 +94,21 @@ class _Item:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(backbone: Backbone, limits: ImageLimits) -> None:
+def _init_worker(backbone: Backbone, limits: ImageLimits, remote: RemoteOptions) -> None:
     _WORKER["backbone"] = backbone
     _WORKER["limits"] = limits
+    _WORKER["remote"] = remote
 
 
 def _prepare(item: _Item) -> tuple[int, np.ndarray | None, str]:
     backbone: Backbone = _WORKER["backbone"]
     try:
         image = read_stored_image(
-            item.uri, page=item.page, pages=item.pages, limits=_WORKER["limits"]
+            item.uri,
+            page=item.page,
+            pages=item.pages,
+            limits=_WORKER["limits"],
+            remote=_WORKER["remote"],
         )
         return item.image_id, np.asarray(backbone.prepare(image), dtype=np.float32), ""
     except (ImageError, LensloopError) as exc:
@@ -115,14 +121,19 @@ def _prepare(item: _Item) -> tuple[int, np.ndarray | None, str]:
 
 
 def _prepared(
-    items: Sequence[_Item], backbone: Backbone, limits: ImageLimits, workers: int
+    items: Sequence[_Item],
+    backbone: Backbone,
+    limits: ImageLimits,
+    remote: RemoteOptions,
+    workers: int,
 ) -> Iterator[tuple[int, np.ndarray | None, str]]:
     if workers == 0:
-        _init_worker(backbone, limits)
+        _init_worker(backbone, limits, remote)
         yield from map(_prepare, items)
         return
     context = multiprocessing.get_context("forkserver")
-    with context.Pool(workers, initializer=_init_worker, initargs=(backbone, limits)) as pool:
+    initargs = (backbone, limits, remote)
+    with context.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
         yield from pool.imap(_prepare, items, chunksize=4)
 
 
@@ -243,7 +254,7 @@ def embed_project(
 
     limits = project.limits
     for index, (image_id, prepared, error) in enumerate(
-        _prepared(items, backbone, limits, workers), start=1
+        _prepared(items, backbone, limits, project.remote, workers), start=1
     ):
         if prepared is None:
             uri = items[index - 1].uri

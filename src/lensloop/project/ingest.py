@@ -35,12 +35,15 @@ from lensloop.catalog.images import (
     clear_failures,
     lookup_sha256,
     lookup_uris,
+    merge_sample_meta,
     record_failures,
 )
 from lensloop.catalog.labels import add_class_annotations, current_class_paths, ensure_class_paths
 from lensloop.errors import ConfigError, LabelError
+from lensloop.executors import Executor, LocalExecutor
 from lensloop.project.project import Project
 from lensloop.sources import MetadataTable, SourceItem, get_source_format, load_metadata_csv
+from lensloop.sources.base import SourceContext, StoreMode
 from lensloop.sources.reader import (
     PAGE_MODES,
     Decoded,
@@ -92,6 +95,14 @@ class IngestOptions:
             file count and sizes (:func:`choose_workers`).
         source_format: Name of the source format (see ``lensloop.sources``).
         annotator: Recorded as the annotator of folder labels.
+        store: Remote images: ``reference`` them where they are, or ``copy`` them into
+            ``output`` first.
+        output: Where images a source derives (FlowCam crops, copies) are written: a
+            folder or ``s3://bucket/prefix``; None is the project's ``images/`` folder.
+        sample_pattern: How a FlowCam folder name gives sample metadata (None: the
+            default pattern).
+        concurrency: Downloads in flight at once.
+        executor: Where a source's heavy work (FlowCam slicing) runs; None: here.
     """
 
     labels_from_folders: bool = False
@@ -105,6 +116,11 @@ class IngestOptions:
     workers: int | None = None
     source_format: str = "folder"
     annotator: str = "folder-import"
+    store: StoreMode = "reference"
+    output: str | None = None
+    sample_pattern: str | None = None
+    concurrency: int = 4
+    executor: Executor | None = None
 
 
 @dataclass
@@ -118,6 +134,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     labelled: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
     metadata_matched: int = 0
     metadata_unmatched: list[str] = field(default_factory=list)
     splits: dict[str, int] = field(default_factory=dict)
@@ -212,18 +229,19 @@ def _accepts(label: tuple[str, ...], declared: list[tuple[str, ...]]) -> bool:
     return any(label[: len(d)] == d for d in declared)
 
 
-def _check_labels(project: Project, items: Sequence[SourceItem]) -> None:
+def _check_labels(project: Project, paths: Iterable[tuple[str, ...]]) -> None:
     labels = project.config.labels
     if not labels.closed:
         return
     declared = [split_path(c) for c in labels.classes]
-    unknown = sorted({join_path(i.class_path) for i in items if i.class_path} - set(labels.classes))
+    unknown = sorted({join_path(p) for p in paths if p} - set(labels.classes))
     unknown = [u for u in unknown if not _accepts(split_path(u), declared)]
     if unknown:
         raise LabelError(
-            f"folders {', '.join(unknown[:10])} are not classes of this project, whose "
-            f"schema is closed to: {', '.join(labels.classes)}. Rename the folders, or add "
-            f"the classes to [labels].classes in {project.root / 'lensloop.toml'}"
+            f"labels {', '.join(unknown[:10])} are not classes of this project, whose "
+            f"schema is closed to: {', '.join(labels.classes)}. Rename the folders (or fix "
+            f"the source), or add the classes to [labels].classes in "
+            f"{project.root / 'lensloop.toml'}"
         )
 
 
@@ -235,12 +253,14 @@ class _Writer:
         project: Project,
         options: IngestOptions,
         labels: Mapping[str, tuple[str, ...]],
+        items: Mapping[str, SourceItem],
         metadata: MetadataTable | None,
         report: IngestReport,
     ) -> None:
         self.project = project
         self.options = options
         self.labels = labels
+        self.items = items
         self.metadata = metadata
         self.report = report
         self.first_uri: dict[str, str] = {}
@@ -264,6 +284,14 @@ class _Writer:
         lat, lon, captured, depth, sample = record.lat, record.lon, record.captured_at, None, None
         if record.altitude is not None:
             meta["altitude_m"] = record.altitude
+        item = self.items.get(file_of(record.uri))
+        if item is not None:
+            # What the source states about the image wins over the file's EXIF.
+            meta.update(item.meta)
+            lat = item.lat if item.lat is not None else lat
+            lon = item.lon if item.lon is not None else lon
+            captured = item.captured_at or captured
+            sample = item.sample
         if record.n_pages > 1:
             # How this multi-page file was read, so the same pixels can be read back.
             meta["n_pages"] = record.n_pages
@@ -276,7 +304,7 @@ class _Writer:
             lat = row.lat if row.lat is not None else lat
             lon = row.lon if row.lon is not None else lon
             captured = row.captured_at or captured
-            depth, sample = row.depth, row.sample
+            depth, sample = row.depth, row.sample or sample
         return NewImage(
             uri=record.uri,
             sha256=record.sha256,
@@ -369,28 +397,58 @@ def ingest(
         CatalogError: The catalog refused a write (batches committed before it are kept).
     """
     options = options or IngestOptions()
+    if options.store not in ("reference", "copy"):
+        raise ConfigError(f"unknown store mode {options.store!r}; valid: reference, copy")
+    if options.concurrency < 1:
+        raise ConfigError(f"concurrency must be 1 or more, got {options.concurrency}")
     if options.pages not in PAGE_MODES:
         raise ConfigError(f"unknown pages mode {options.pages!r}; valid: {', '.join(PAGE_MODES)}")
     if options.depth is not None and options.depth < 1:
         raise ConfigError(f"--depth must be 1 or more, got {options.depth}")
     started = time.perf_counter()
-    discovery = get_source_format(options.source_format)(sources)
+    discover = get_source_format(options.source_format)
     metadata = load_metadata_csv(options.metadata, key=options.key) if options.metadata else None
-    labels: dict[str, tuple[str, ...]] = {}
+    context = SourceContext(
+        root=project.root,
+        output=options.output or (project.root / "images").as_posix(),
+        cache_dir=project.settings.cache_dir / "downloads",
+        remote=project.remote,
+        store=options.store,
+        sample_pattern=options.sample_pattern,
+        concurrency=options.concurrency,
+        executor=options.executor or LocalExecutor(),
+    )
+    discovery = discover(sources, context)
+    labels: dict[str, tuple[str, ...]] = {
+        item.uri: item.label for item in discovery.items if item.label
+    }
     if options.labels_from_folders:
-        _check_labels(project, discovery.items)
         labels = {item.uri: item.class_path for item in discovery.items if item.class_path}
-        if options.depth is not None and project.config.labels.depth != options.depth:
-            project.config.labels.depth = options.depth
-            project.save_config()
-    report = IngestReport(discovered=len(discovery.items), skipped=list(discovery.skipped))
+        labels.update({item.uri: item.label for item in discovery.items if item.label})
+    if labels:
+        _check_labels(project, labels.values())
+    depth_changed = options.depth is not None and project.config.labels.depth != options.depth
+    if (options.labels_from_folders or labels) and depth_changed:
+        project.config.labels.depth = options.depth
+        project.save_config()
+    report = IngestReport(
+        discovered=len(discovery.items),
+        skipped=list(discovery.skipped),
+        counts=dict(discovery.counts),
+    )
+    if discovery.samples:
+        with project.catalog.transaction() as session:
+            merge_sample_meta(session, discovery.samples)
     with project.catalog.reader() as session:
         known = lookup_uris(session, [item.uri for item in discovery.items])
-    limits = project.limits
-    tasks = [ReadTask(i.uri, known.get(i.uri), options.pages, limits) for i in discovery.items]
+    limits, remote = project.limits, project.remote
+    tasks = [
+        ReadTask(i.uri, known.get(i.uri), options.pages, limits, remote) for i in discovery.items
+    ]
     workers = choose_workers([t.uri for t in tasks], options.workers)
     _log.info("ingest: %d files, %d decode worker(s)", len(tasks), workers)
-    writer = _Writer(project, options, labels, metadata, report)
+    items = {item.uri: item for item in discovery.items}
+    writer = _Writer(project, options, labels, items, metadata, report)
     for done, results in enumerate(_results(tasks, workers), start=1):
         writer.add(results)
         if progress is not None:

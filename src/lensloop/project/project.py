@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from lensloop.imaging import ImageLimits
+    from lensloop.sources.remote import RemoteOptions
 
 __all__ = ["PROJECT_DIRS", "Project"]
 
@@ -233,7 +234,9 @@ class Project:
             if row is None:
                 raise NotFoundError(f"no image with id {image_id} in {self.root}")
             uri, page, pages = row.uri, row.page, row.meta.get("pages")
-        return read_stored_image(uri, page=page, pages=pages, limits=self.limits)
+        return read_stored_image(
+            uri, page=page, pages=pages, limits=self.limits, remote=self.remote
+        )
 
     @property
     def limits(self) -> ImageLimits:
@@ -242,6 +245,16 @@ class Project:
 
         return ImageLimits(
             max_pixels=self.settings.max_image_pixels, max_file_bytes=self.settings.max_file_bytes
+        )
+
+    @property
+    def remote(self) -> RemoteOptions:
+        """How remote image URIs are reached: endpoint from the settings, cached bytes."""
+        from lensloop.sources.remote import RemoteOptions
+
+        return RemoteOptions(
+            endpoint_url=self.settings.s3_endpoint_url,
+            cache_dir=self.settings.cache_dir / "remote",
         )
 
     def embeddings(

@@ -19,6 +19,7 @@ import numpy as np
 from lensloop.errors import ImageError, LensloopError, MultiPageImageError
 from lensloop.imaging import DecodedImage, ImageLimits, decode_image
 from lensloop.sources.base import read_bytes
+from lensloop.sources.remote import RemoteOptions, is_remote
 
 __all__ = [
     "PAGE_MODES",
@@ -52,12 +53,14 @@ class ReadTask:
             still hash to it, the file is not decoded again.
         pages: How multi-page files are read.
         limits: Pixel and byte limits.
+        remote: How remote URIs are reached (None: defaults, no cache).
     """
 
     uri: str
     known_sha256: str | None
     pages: PagesMode
     limits: ImageLimits
+    remote: RemoteOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,10 @@ def read_item(task: ReadTask) -> list[ReadResult]:
     """
     uri = task.uri
     try:
-        if "://" not in uri:
+        if not is_remote(uri):
             task.limits.check_file_size(os.stat(uri).st_size, name=uri)
-        data = read_bytes(uri)
+        data = read_bytes(uri, task.remote)
+        task.limits.check_file_size(len(data), name=uri)
         sha = hashlib.sha256(data).hexdigest()
         if sha == task.known_sha256:
             return [Unchanged(uri, sha)]
@@ -173,7 +177,12 @@ def read_item(task: ReadTask) -> list[ReadResult]:
 
 
 def read_stored_image(
-    uri: str, *, page: int | None, pages: str | None, limits: ImageLimits
+    uri: str,
+    *,
+    page: int | None,
+    pages: str | None,
+    limits: ImageLimits,
+    remote: RemoteOptions | None = None,
 ) -> np.ndarray:
     """Read the pixels of an image the catalog holds, the way it was ingested.
 
@@ -182,6 +191,7 @@ def read_stored_image(
         page: The catalog's page number, if any.
         pages: How a multi-page file was ingested (``"first"``, ``"stack"``), if it was.
         limits: Pixel and byte limits.
+        remote: How remote URIs are reached.
 
     Returns:
         The image ``(H, W[, C])`` in its native dtype.
@@ -191,7 +201,7 @@ def read_stored_image(
         OSError: The file can no longer be read.
     """
     decoded = decode_image(
-        read_bytes(file_of(uri)),
+        read_bytes(file_of(uri), remote),
         page=page if page is not None else (0 if pages == "first" else None),
         stack_pages=pages == "stack",
         limits=limits,
