@@ -134,8 +134,24 @@ def _folder(sources: Sequence[str | Path], context: SourceContext) -> Discovery:
     return discover_files(sources)
 
 
+def _flowcam(sources: Sequence[str | Path], context: SourceContext) -> Discovery:
+    from lensloop.sources.flowcam import discover_flowcam
+
+    return discover_flowcam(sources, context)
+
+
+def _taxonomy(sources: Sequence[str | Path], context: SourceContext) -> Discovery:
+    from lensloop.sources.taxonomy import discover_taxonomy
+
+    return discover_taxonomy(sources, context)
+
+
 #: Registry of source formats: name -> discovery function.
-SOURCE_FORMATS: dict[str, DiscoverFn] = {"folder": _folder}
+SOURCE_FORMATS: dict[str, DiscoverFn] = {
+    "folder": _folder,
+    "flowcam": _flowcam,
+    "taxonomy": _taxonomy,
+}
 
 
 def get_source_format(name: str) -> DiscoverFn:

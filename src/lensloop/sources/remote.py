@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RemoteOptions", "fetch_bytes", "is_remote", "protocol_of"]
+__all__ = ["RemoteOptions", "fetch_bytes", "is_remote", "protocol_of", "write_bytes"]
 
 
 def protocol_of(uri: str) -> str:
@@ -95,3 +95,31 @@ def fetch_bytes(uri: str, options: RemoteOptions | None = None) -> bytes:
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cached, data, overwrite=True)
     return data
+
+
+def write_bytes(uri: str, data: bytes, options: RemoteOptions | None = None) -> None:
+    """Write bytes to a local path (atomically, creating folders) or a remote object.
+
+    An existing local file is never replaced: write under another name.
+
+    Raises:
+        FileExistsError: A local file of that name exists.
+        OSError: The object cannot be written (refused, endpoint down).
+    """
+    import fsspec
+
+    from lensloop.imaging import atomic_write
+
+    if not is_remote(uri):
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data, overwrite=False)
+        return
+    options = options or RemoteOptions()
+    try:
+        with fsspec.open(uri, "wb", **options.storage_options(protocol_of(uri))) as handle:
+            handle.write(data)
+    except OSError:
+        raise
+    except Exception as exc:  # botocore / aiohttp errors are not OSErrors
+        raise OSError(f"cannot write {uri}: {type(exc).__name__}: {exc}") from exc
