@@ -67,6 +67,25 @@ class Settings(BaseSettings):
         "http://127.0.0.1:9000); unset: AWS, or the endpoint the AWS configuration names. "
         "Credentials come from the usual AWS variables and files.",
     )
+    remote_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for a remote image (s3://, https://) to connect or send "
+        "its next bytes.",
+    )
+    remote_retries: int = Field(
+        default=3,
+        ge=1,
+        description="Attempts per remote request before the image is reported as failed "
+        "(a re-run picks it up again).",
+    )
+    thumbnails_uri: str | None = Field(
+        default=None,
+        description="Also publish every display thumbnail made to this prefix (s3://bucket/"
+        "thumbnails, or a folder), laid out as the project's thumbnails/ folder "
+        "(<sha[:2]>/<sha>_<size>.jpg), for a web viewer or a team to read; unset: only "
+        "the local cache.",
+    )
     dask_scheduler: str | None = Field(
         default=None,
         description="Address of the Dask scheduler used by --executor dask when --scheduler "

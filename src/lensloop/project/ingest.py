@@ -24,7 +24,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from lensloop.errors import ConfigError, LabelError
 from lensloop.executors import Executor, LocalExecutor
 from lensloop.project.project import Project
 from lensloop.sources import MetadataTable, SourceItem, get_source_format, load_metadata_csv
-from lensloop.sources.base import SourceContext, StoreMode
+from lensloop.sources.base import Discovery, SourceContext, StoreMode
 from lensloop.sources.reader import (
     PAGE_MODES,
     Decoded,
@@ -55,6 +55,7 @@ from lensloop.sources.reader import (
     file_of,
     read_item,
 )
+from lensloop.sources.remote import copy_destination, is_remote
 
 __all__ = [
     "PAGE_MODES",
@@ -372,6 +373,27 @@ class _Writer:
         self.report.labelled += len(labelled)
 
 
+def _to_copies(discovery: Discovery, output: str) -> dict[str, str]:
+    """For ``--store copy``: point remote items at their copies under ``output``.
+
+    Returns:
+        The origin of each copy, by the copy's URI. The copies are made by the readers,
+        once an image decodes; a copy that exists already is reused, so a re-run (after a
+        failure, or to add new images) neither downloads nor duplicates anything.
+    """
+    origins: dict[str, str] = {}
+    items = []
+    prefix = output.rstrip("/") + "/"
+    for item in discovery.items:
+        if is_remote(item.uri) and not item.uri.startswith(prefix):
+            copy = copy_destination(item.uri, output)
+            origins[copy] = item.uri
+            item = replace(item, uri=copy)
+        items.append(item)
+    discovery.items = items
+    return origins
+
+
 def ingest(
     project: Project,
     sources: Sequence[str | Path],
@@ -383,7 +405,8 @@ def ingest(
 
     Args:
         project: The open project.
-        sources: Files and folders (walked recursively).
+        sources: Files and folders (walked recursively); for the folder format also
+            ``s3://bucket/prefix``, ``https://`` images and URL lists (``.txt``, ``.urls``).
         options: Labels, metadata, splits, pages and batching; defaults otherwise.
         progress: Called as ``progress(done, total)`` after each file.
 
@@ -419,6 +442,7 @@ def ingest(
         executor=options.executor or LocalExecutor(),
     )
     discovery = discover(sources, context)
+    origins = _to_copies(discovery, context.output) if options.store == "copy" else {}
     labels: dict[str, tuple[str, ...]] = {
         item.uri: item.label for item in discovery.items if item.label
     }
@@ -443,7 +467,8 @@ def ingest(
         known = lookup_uris(session, [item.uri for item in discovery.items])
     limits, remote = project.limits, project.remote
     tasks = [
-        ReadTask(i.uri, known.get(i.uri), options.pages, limits, remote) for i in discovery.items
+        ReadTask(i.uri, known.get(i.uri), options.pages, limits, remote, origins.get(i.uri))
+        for i in discovery.items
     ]
     workers = choose_workers([t.uri for t in tasks], options.workers)
     _log.info("ingest: %d files, %d decode worker(s)", len(tasks), workers)

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from lensloop.sources.remote import RemoteOptions
 
 __all__ = ["PROJECT_DIRS", "Project"]
+
+_log = logging.getLogger(__name__)
 
 #: Folders every project has beside its config.
 PROJECT_DIRS = ("embeddings", "thumbnails", "models", "runs")
@@ -255,6 +258,8 @@ class Project:
         return RemoteOptions(
             endpoint_url=self.settings.s3_endpoint_url,
             cache_dir=self.settings.cache_dir / "remote",
+            timeout_s=self.settings.remote_timeout_s,
+            retries=self.settings.remote_retries,
         )
 
     def embeddings(
@@ -284,7 +289,10 @@ class Project:
         """Return the path of a cached display thumbnail (uint8 JPEG) of a catalog image.
 
         The thumbnail is made on first use with :func:`~lensloop.imaging.to_display`'s
-        explicit percentile stretch, and cached in ``thumbnails/`` by content hash.
+        explicit percentile stretch, and cached in ``thumbnails/`` by content hash. With
+        ``LENSLOOP_THUMBNAILS_URI`` set, a thumbnail made now is also written under that
+        prefix, at the same relative path; a failed write there is logged as a warning and
+        not retried (the local thumbnail is still returned).
 
         Raises:
             NotFoundError: No image with that id.
@@ -296,7 +304,23 @@ class Project:
         if sha is None:
             raise NotFoundError(f"no image with id {image_id} in {self.root}")
         cache = ThumbnailCache(self.thumbnails_dir)
-        return cache.get_or_create(sha, size=size, load=lambda: self.read_image(image_id))
+        made_now = not cache.path_for(sha, size=size).is_file()
+        path = cache.get_or_create(sha, size=size, load=lambda: self.read_image(image_id))
+        if made_now and self.settings.thumbnails_uri:
+            self._publish_thumbnail(path, self.settings.thumbnails_uri)
+        return path
+
+    def _publish_thumbnail(self, path: Path, prefix: str) -> None:
+        from lensloop.sources.remote import write_bytes
+
+        relative = path.relative_to(self.thumbnails_dir).as_posix()
+        target = f"{prefix.rstrip('/')}/{relative}"
+        try:
+            write_bytes(target, path.read_bytes(), self.remote)
+        except FileExistsError:
+            pass  # the same content-addressed file, published before
+        except OSError as exc:
+            _log.warning("thumbnail %s not published to %s: %s", path.name, target, exc)
 
     def save_config(self) -> None:
         """Write the current config back to ``lensloop.toml``."""

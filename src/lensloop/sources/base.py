@@ -131,7 +131,7 @@ def read_bytes(uri: str, remote: RemoteOptions | None = None) -> bytes:
 def _folder(sources: Sequence[str | Path], context: SourceContext) -> Discovery:
     from lensloop.sources.folder import discover_files
 
-    return discover_files(sources)
+    return discover_files(sources, remote=context.remote)
 
 
 def _flowcam(sources: Sequence[str | Path], context: SourceContext) -> Discovery:

@@ -19,7 +19,7 @@ import numpy as np
 from lensloop.errors import ImageError, LensloopError, MultiPageImageError
 from lensloop.imaging import DecodedImage, ImageLimits, decode_image
 from lensloop.sources.base import read_bytes
-from lensloop.sources.remote import RemoteOptions, is_remote
+from lensloop.sources.remote import RemoteOptions, exists, is_remote, write_bytes
 
 __all__ = [
     "PAGE_MODES",
@@ -54,6 +54,9 @@ class ReadTask:
         pages: How multi-page files are read.
         limits: Pixel and byte limits.
         remote: How remote URIs are reached (None: defaults, no cache).
+        origin: For ``--store copy``: the remote image ``uri`` is a copy of. The copy is
+            made when the origin's bytes decode, and reused when it already exists, so a
+            re-run does not download again.
     """
 
     uri: str
@@ -61,6 +64,7 @@ class ReadTask:
     pages: PagesMode
     limits: ImageLimits
     remote: RemoteOptions | None = None
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,16 @@ def _record(uri: str, sha: str, page: int | None, size: int, image: DecodedImage
     )
 
 
+def _copy(task: ReadTask, data: bytes) -> None:
+    """Write the copy of ``task.origin`` (a copy made meanwhile by another worker is kept)."""
+    try:
+        write_bytes(task.uri, data, task.remote)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise OSError(f"cannot copy {task.origin} to {task.uri}: {exc}") from exc
+
+
 def read_item(task: ReadTask) -> list[ReadResult]:
     """Read, hash and fully decode one file.
 
@@ -146,27 +160,21 @@ def read_item(task: ReadTask) -> list[ReadResult]:
     """
     uri = task.uri
     try:
-        if not is_remote(uri):
-            task.limits.check_file_size(os.stat(uri).st_size, name=uri)
-        data = read_bytes(uri, task.remote)
+        to_copy = task.origin is not None and not exists(uri, task.remote)
+        source = task.origin if to_copy and task.origin is not None else uri
+        if not is_remote(source):
+            task.limits.check_file_size(os.stat(source).st_size, name=source)
+        data = read_bytes(source, task.remote)
         task.limits.check_file_size(len(data), name=uri)
         sha = hashlib.sha256(data).hexdigest()
         if sha == task.known_sha256:
+            if to_copy:
+                _copy(task, data)  # the copy was removed since it was ingested
             return [Unchanged(uri, sha)]
-        stack = task.pages == "stack"
-        try:
-            image = decode_image(data, stack_pages=stack, limits=task.limits, name=uri)
-            return [_record(uri, sha, None, len(data), image)]
-        except MultiPageImageError as exc:
-            if task.pages == "first":
-                image = decode_image(data, page=0, limits=task.limits, name=uri)
-                return [_record(uri, sha, None, len(data), image)]
-            results: list[ReadResult] = []
-            for page in range(exc.n_pages):
-                image = decode_image(data, page=page, limits=task.limits, name=uri)
-                page_uri = f"{uri}#page={page}"
-                results.append(_record(page_uri, page_sha256(sha, page), page, len(data), image))
-            return results
+        results = _decode(task, data, sha)
+        if to_copy:
+            _copy(task, data)  # only images that decode are copied
+        return results
     except (ImageError, LensloopError) as exc:
         return [Failed(uri, str(exc))]
     except OSError as exc:
@@ -174,6 +182,24 @@ def read_item(task: ReadTask) -> list[ReadResult]:
     except Exception as exc:  # a decoder bug must not stop a long ingest
         _log.exception("unexpected error while reading %s", uri)
         return [Failed(uri, f"unexpected {type(exc).__name__}: {exc}")]
+
+
+def _decode(task: ReadTask, data: bytes, sha: str) -> list[ReadResult]:
+    uri = task.uri
+    stack = task.pages == "stack"
+    try:
+        image = decode_image(data, stack_pages=stack, limits=task.limits, name=uri)
+        return [_record(uri, sha, None, len(data), image)]
+    except MultiPageImageError as exc:
+        if task.pages == "first":
+            image = decode_image(data, page=0, limits=task.limits, name=uri)
+            return [_record(uri, sha, None, len(data), image)]
+        results: list[ReadResult] = []
+        for page in range(exc.n_pages):
+            image = decode_image(data, page=page, limits=task.limits, name=uri)
+            page_uri = f"{uri}#page={page}"
+            results.append(_record(page_uri, page_sha256(sha, page), page, len(data), image))
+        return results
 
 
 def read_stored_image(
