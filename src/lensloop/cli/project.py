@@ -94,9 +94,11 @@ def print_report(report: IngestReport) -> None:
         table.add_row("duplicates in this run", str(len(report.duplicates)))
     table.add_row("failed", f"[red]{len(report.failed)}[/]" if report.failed else "0")
     if report.skipped:
-        table.add_row("skipped (not images)", str(len(report.skipped)))
+        table.add_row("skipped", str(len(report.skipped)))
     if report.labelled:
-        table.add_row("labelled from folders", str(report.labelled))
+        table.add_row("labelled", str(report.labelled))
+    for name, count in report.counts.items():
+        table.add_row(name, str(count))
     if report.metadata_matched or report.metadata_unmatched:
         table.add_row("metadata rows matched", str(report.metadata_matched))
         table.add_row("metadata rows unmatched", str(len(report.metadata_unmatched)))
@@ -217,8 +219,10 @@ def ingest(
         raise typer.BadParameter(f"{pages!r}; valid: {', '.join(PAGE_MODES)}", param_hint="--pages")
     if store not in ("reference", "copy"):
         raise typer.BadParameter(f"{store!r}; valid: reference, copy", param_hint="--store")
-    if depth is not None and not labels_from_folders:
-        raise typer.BadParameter("--depth needs --labels-from-folders", param_hint="--depth")
+    if depth is not None and not labels_from_folders and source_format != "taxonomy":
+        raise typer.BadParameter(
+            "--depth needs --labels-from-folders (or --format taxonomy)", param_hint="--depth"
+        )
     settings = get_settings()
     options = IngestOptions(
         labels_from_folders=labels_from_folders,
