@@ -10,23 +10,33 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from lensloop.cli._app import (
     DefaultCommandGroup,
+    ExecutorOption,
     ModelProjectOption,
     ReleasedModelOption,
+    SchedulerOption,
     app,
     err,
+    executor_for,
+    get_settings,
     load_released,
     open_project,
     out,
     output_names,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from lensloop.train.counter import Counter, CountResult
 
 __all__ = ["count_app"]
 
@@ -186,6 +196,17 @@ def _print_agreement(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _count_here(
+    counter: Counter, paths: list[Path]
+) -> Iterator[tuple[Path, CountResult, npt.NDArray[Any] | None]]:
+    """``(path, result, image)`` per file, counted in this process."""
+    from lensloop.train.sharded import read_file
+
+    for path in paths:
+        image = read_file(path, verb="count")
+        yield path, counter.count_array(image, name=str(path)), image
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]], *, overwrite: bool) -> None:
     from lensloop.imaging import atomic_write
 
@@ -226,18 +247,24 @@ def images_command(
         bool, typer.Option("--force", help="Replace an existing counts.json in --out.")
     ] = False,
     as_json: JsonOption = False,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Count and locate objects in images with a released counting model.
 
     Writes OUT/counts.json (each image's count, the sum of the model's density map, and
     the located objects' x, y in pixels) and, unless --no-plots, an overlay per image in
-    OUT/plots/. Images of any size are counted in overlapping tiles.
+    OUT/plots/. Images of any size are counted in overlapping tiles. With --executor dask
+    the images are counted by Dask workers (16 per task; they must reach the files and
+    the model), and the files above are written here as usual.
     """
     from lensloop.errors import ConfigError
-    from lensloop.imaging import atomic_write, read_image
+    from lensloop.executors import is_local
+    from lensloop.imaging import atomic_write
     from lensloop.reports import draw_count_overlay
     from lensloop.train.counter import load_counter
     from lensloop.train.dense import expand_images
+    from lensloop.train.sharded import count_shard, map_files, read_file
 
     counts_file = output / "counts.json"
     if counts_file.exists() and not force:
@@ -251,18 +278,23 @@ def images_command(
         (output / "plots").mkdir(parents=True, exist_ok=True)
     counts: dict[str, float] = {}
     located: dict[str, Any] = {}
-    with progress_bar("counting") as progress:
-        for done, path in enumerate(found, start=1):
-            try:
-                image = read_image(path)
-            except (ValueError, OSError) as exc:
-                raise ConfigError(f"cannot count {path}: {exc}") from exc
-            result = counter.count_array(image, name=str(path))
+    with executor_for(executor, scheduler) as runner, progress_bar("counting") as progress:
+        results = (
+            _count_here(counter, found)
+            if is_local(runner)
+            else (
+                (path, result, None)
+                for path, result in map_files(
+                    runner, count_shard, counter.folder, get_settings(), found
+                )
+            )
+        )
+        for done, (path, result, image) in enumerate(results, start=1):
             counts[str(path)] = round(result.count, 3)
             located[str(path)] = result.as_dict()["points"]
             if plots:
                 draw_count_overlay(
-                    image,
+                    image if image is not None else read_file(path, verb="count"),
                     result.points,
                     output / "plots" / names[path],
                     title=f"{path.name}: {result.count:.1f}",

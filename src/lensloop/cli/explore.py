@@ -13,7 +13,10 @@ from rich.table import Table
 from lensloop.cli._app import (
     DEFAULT_BACKBONE,
     SHOW_FAILURES,
+    ExecutorOption,
+    SchedulerOption,
     app,
+    executor_for,
     get_settings,
     open_project,
     out,
@@ -77,8 +80,15 @@ def embed(
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Inference threads (default: the runtime's).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Inference threads (default: the runtime's); with --executor dask, per "
+            "Dask worker.",
+        ),
     ] = None,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
     train_epochs: Annotated[
         int | None,
         typer.Option(
@@ -91,7 +101,9 @@ def embed(
     """Compute L2-normalised vectors for every image that has none yet for this backbone.
 
     Incremental and resumable: only images without a vector are embedded, and vectors
-    are written in atomic parts, so an interrupted run keeps what it wrote.
+    are written in atomic parts, so an interrupted run keeps what it wrote. With
+    --executor dask, shards of 256 images are read, prepared and embedded by the Dask
+    workers (which must reach the images and the user cache) and stored here.
     """
     from lensloop.embed.engine import embed_project
     from lensloop.embed.registry import BackboneOptions, get_backbone
@@ -120,9 +132,17 @@ def embed(
             threads=threads,
         )
         model = get_backbone(backbone, options)
-        with progress_bar(f"embedding ({backbone})") as progress:
+        with (
+            executor_for(executor, scheduler) as runner,
+            progress_bar(f"embedding ({backbone})") as progress,
+        ):
             report = embed_project(
-                project, model, batch_size=batch_size, workers=workers, progress=progress
+                project,
+                model,
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                executor=runner,
             )
     out.print(
         f"{report.backbone} ({report.version}, {report.dim}-d): {report.embedded} embedded, "

@@ -19,10 +19,14 @@ import typer
 
 from lensloop.cli._app import (
     DefaultCommandGroup,
+    ExecutorOption,
     ModelProjectOption,
     ReleasedModelOption,
+    SchedulerOption,
     app,
     err,
+    executor_for,
+    get_settings,
     load_released,
     open_project,
     out,
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from lensloop.executors import Executor
     from lensloop.project import Project
     from lensloop.train.segmenter import Segmenter
 
@@ -114,21 +119,27 @@ def images_command(
         bool, typer.Option("--force", help="Replace existing results in --out.")
     ] = False,
     as_json: JsonOption = False,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Segment images with a released segmentation model.
 
     Writes OUT/masks/NAME.png (8-bit label PNG: 0 background, k the model's k-th class),
     unless --no-overlays OUT/overlays/NAME.png, and OUT/segments.json (the classes and
     each image's mask file and class area fractions). Images of any size are segmented
-    in overlapping tiles.
+    in overlapping tiles. With --executor dask the images are segmented by Dask workers
+    (16 per task; they must reach the files and the model) and the files above are
+    written here as usual.
     """
     import numpy as np
 
     from lensloop.errors import ConfigError
+    from lensloop.executors import is_local
     from lensloop.imaging import atomic_write
     from lensloop.reports.segmentation import draw_segment_overlay
     from lensloop.train.dense import expand_images
     from lensloop.train.segmenter import load_segmenter
+    from lensloop.train.sharded import read_file
 
     index_file = output / "segments.json"
     if index_file.exists() and not force:
@@ -143,24 +154,34 @@ def images_command(
         (output / "overlays").mkdir(parents=True, exist_ok=True)
     classes = list(segmenter.classes)
     done_images: dict[str, Any] = {}
-    for path, image, labels in _segmented(segmenter, found, "segmenting"):
-        mask_file = output / "masks" / names[path]
-        _write_label_png(mask_file, labels)
-        counts = np.bincount(labels.ravel(), minlength=len(classes) + 1)
-        entry: dict[str, Any] = {
-            "mask": str(mask_file),
-            "fractions": {
-                name: round(float(counts[k]) / labels.size, 6)
-                for k, name in enumerate(["background", *classes])
-            },
-        }
-        if overlays:
-            entry["overlay"] = str(
-                draw_segment_overlay(
-                    image, labels, classes, output / "overlays" / names[path], title=path.name
+    with executor_for(executor, scheduler) as runner:
+        results: Iterator[tuple[Path, npt.NDArray[Any] | None, npt.NDArray[np.uint8]]] = (
+            _segmented(segmenter, found, "segmenting")
+            if is_local(runner)
+            else _segmented_on(runner, segmenter, found, "segmenting")
+        )
+        for path, image, labels in results:
+            mask_file = output / "masks" / names[path]
+            _write_label_png(mask_file, labels)
+            counts = np.bincount(labels.ravel(), minlength=len(classes) + 1)
+            entry: dict[str, Any] = {
+                "mask": str(mask_file),
+                "fractions": {
+                    name: round(float(counts[k]) / labels.size, 6)
+                    for k, name in enumerate(["background", *classes])
+                },
+            }
+            if overlays:
+                entry["overlay"] = str(
+                    draw_segment_overlay(
+                        image if image is not None else read_file(path, verb="segment"),
+                        labels,
+                        classes,
+                        output / "overlays" / names[path],
+                        title=path.name,
+                    )
                 )
-            )
-        done_images[str(path)] = entry
+            done_images[str(path)] = entry
     document = {
         "model": {"version": segmenter.version, "folder": str(segmenter.folder)},
         "classes": classes,
@@ -195,6 +216,20 @@ def _segmented(
             except (ValueError, OSError) as exc:
                 raise ConfigError(f"cannot segment {path}: {exc}") from exc
             yield path, image, segmenter.segment_array(image, name=str(path)).labels
+            progress(done, len(paths))
+
+
+def _segmented_on(
+    runner: Executor, segmenter: Segmenter, paths: list[Path], what: str
+) -> Iterator[tuple[Path, None, npt.NDArray[np.uint8]]]:
+    """``(path, None, label map)`` per image file, segmented by ``runner``'s tasks."""
+    from lensloop.train.sharded import map_files, segment_shard
+
+    with progress_bar(what) as progress:
+        for done, (path, labels) in enumerate(
+            map_files(runner, segment_shard, segmenter.folder, get_settings(), paths), start=1
+        ):
+            yield path, None, labels
             progress(done, len(paths))
 
 

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lensloop.cli._app import app, open_project, out, progress_bar
+from lensloop.cli._app import (
+    ExecutorOption,
+    SchedulerOption,
+    app,
+    executor_for,
+    open_project,
+    out,
+    progress_bar,
+)
 
 __all__: list[str] = []
 
@@ -314,17 +322,25 @@ def predict(
         typer.Option("--out", help="CSV to write (default: reports/predictions-vN.csv)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    executor: ExecutorOption = "local",
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Classify images with a released model; store catalog predictions and write a CSV.
 
     Catalog images are scored from their stored embeddings (probe models) or read and
     classified whole (finetune models); each prediction (class probabilities and margin
     uncertainty) is recorded once per model version, and the selection strategies read
-    them. --images classifies files without storing anything.
+    them. --images classifies files without storing anything. With --executor dask, a
+    finetune model classifies the catalog's images as Dask tasks of 256 images; probe
+    models and --images always run here (scoring stored vectors is already fast).
     """
     from lensloop.train.inference import init_model, predict_project, write_predictions_csv
 
-    with open_project(directory) as project, progress_bar("predicting") as progress:
+    with (
+        open_project(directory) as project,
+        executor_for(executor, scheduler) as runner,
+        progress_bar("predicting") as progress,
+    ):
         loaded = init_model(model, project=project)  # a version, an alias or a folder
         if images:
             found = loaded.predict(list(images), project_root=project.root)
@@ -342,7 +358,7 @@ def predict(
             ]
             summary: dict[str, Any] = {"version": loaded.version, "predicted": len(rows)}
         else:
-            report = predict_project(project, loaded, progress=progress)
+            report = predict_project(project, loaded, progress=progress, executor=runner)
             rows = report.rows
             summary = {
                 "version": report.version,

@@ -15,6 +15,13 @@ A released model is a folder with ``card.json`` and the ONNX file it names. Its 
 path, after copying it into the user cache (keyed by the ONNX file's sha256, so a model
 on a network share is read once). :func:`predict_project` records the predictions, with
 class probabilities and margin uncertainty, for the selection strategies to read.
+
+With a non-local :class:`~lensloop.executors.Executor` (``--executor dask``), an image
+model's catalog images are cut into shards of :data:`SHARD_SIZE`; each shard is a task
+that loads the model from its (cached) folder once per worker, reads its images and
+returns their probabilities, and this process stores them as on the local path. An
+embedding model stays in this process: it reads stored vectors, not images, and scores
+tens of thousands of them per second, so tasks would only add transfers.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +45,7 @@ from lensloop.catalog.labels import current_class_paths, roll_up
 from lensloop.catalog.models import Image, ModelVersion, Prediction
 from lensloop.catalog.vectors import find_embedding_set
 from lensloop.errors import ConfigError, LensloopError, NotFoundError
+from lensloop.executors import Executor, is_local, shards
 from lensloop.project import Project
 from lensloop.settings import Settings
 from lensloop.tasks.classify import TASK, postprocess
@@ -45,7 +53,12 @@ from lensloop.train.heads import OnnxHead
 from lensloop.train.onnx_image import OnnxImageClassifier, prepare_image
 from lensloop.train.registry import CARD_FILE, resolve_model
 
+if TYPE_CHECKING:
+    from lensloop.imaging import ImageLimits
+    from lensloop.sources.remote import RemoteOptions
+
 __all__ = [
+    "SHARD_SIZE",
     "ImagePrediction",
     "Model",
     "PredictReport",
@@ -65,6 +78,8 @@ _BLOCK = 8192
 _IMAGE_BATCH = 32
 _CHUNK = 900
 _KINDS = ("embedding", "image", "density", "segment")
+#: Images per task of an image model with a non-local executor.
+SHARD_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -425,16 +440,115 @@ def _score_vectors(
     return [int(i) for i in ids.tolist()], [int(ids[r]) for r in todo], probs
 
 
+@dataclass(frozen=True)
+class _ClassifyShard:
+    """One task of an image model on a non-local executor: picklable, no open sessions."""
+
+    folder: Path
+    settings: Settings
+    limits: ImageLimits
+    remote: RemoteOptions
+    items: list[tuple[int, str, int | None, str | None]]  # image_id, uri, page, pages
+
+
+#: A worker process's loaded models, by folder: each worker opens a model's session once.
+_SHARD_MODELS: dict[Path, Model] = {}
+
+
+def _classify_shard(
+    shard: _ClassifyShard,
+) -> tuple[list[int], list[tuple[int, str]], npt.NDArray[np.float32]]:
+    """(ids scored, (id, why) of unreadable images, their ``(N, C)`` probabilities)."""
+    from lensloop.sources.reader import read_stored_image
+
+    model = _SHARD_MODELS.get(shard.folder)
+    if model is None:
+        model = _SHARD_MODELS[shard.folder] = init_model(shard.folder, settings=shard.settings)
+    scored: list[int] = []
+    unreadable: list[tuple[int, str]] = []
+    named = []
+    for image_id, uri, page, pages in shard.items:
+        try:
+            image = read_stored_image(
+                uri, page=page, pages=pages, limits=shard.limits, remote=shard.remote
+            )
+        except (LensloopError, OSError) as exc:
+            unreadable.append((image_id, str(exc)))
+            continue
+        named.append((f"image {image_id}", image))
+        scored.append(image_id)
+    probs = model.predict_arrays(named)
+    return scored, unreadable, probs
+
+
+def _score_images_on(
+    executor: Executor,
+    project: Project,
+    model: Model,
+    todo: list[int],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[set[int], list[int], list[npt.NDArray[np.float32]]]:
+    """(unreadable ids, ids scored, probability blocks) of ``todo`` as executor tasks."""
+    with project.catalog.reader() as session:
+        rows = {
+            int(image_id): (uri, page, (meta or {}).get("pages"))
+            for image_id, uri, page, meta in session.execute(
+                select(Image.id, Image.uri, Image.page, Image.meta)
+            )
+        }
+    jobs = [
+        _ClassifyShard(
+            model.folder,
+            project.settings,
+            project.limits,
+            project.remote,
+            [(image_id, *rows[image_id]) for image_id in shard],
+        )
+        for shard in shards(todo, SHARD_SIZE)
+    ]
+    unreadable: set[int] = set()
+    scored: list[int] = []
+    blocks = []
+    finished = 0
+    for job, (ids, failed, probs) in zip(jobs, executor.map(_classify_shard, jobs), strict=True):
+        for image_id, why in failed:
+            logger.warning("image %d cannot be read, not predicted: %s", image_id, why)
+            unreadable.add(image_id)
+        scored.extend(ids)
+        if len(ids):
+            blocks.append(probs)
+        finished += len(job.items)
+        if progress is not None:
+            progress(finished, len(todo))
+    return unreadable, scored, blocks
+
+
 def _score_images(
     project: Project,
     model: Model,
     done: set[int],
     progress: Callable[[int, int], None] | None,
+    executor: Executor | None = None,
 ) -> tuple[list[int], list[int], npt.NDArray[np.float32]]:
     """(every readable image id, ids scored now, their probabilities)."""
     with project.catalog.reader() as session:
         every = [int(i) for i in session.scalars(select(Image.id).order_by(Image.id))]
     todo = [i for i in every if i not in done]
+    if executor is not None and not is_local(executor):
+        unreadable, scored, blocks = _score_images_on(executor, project, model, todo, progress)
+    else:
+        unreadable, scored, blocks = _score_images_here(project, model, todo, progress)
+    probs = np.concatenate(blocks) if blocks else np.zeros((0, len(model.classes)), np.float32)
+    return [i for i in every if i not in unreadable], scored, probs
+
+
+def _score_images_here(
+    project: Project,
+    model: Model,
+    todo: list[int],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[set[int], list[int], list[npt.NDArray[np.float32]]]:
+    """(unreadable ids, ids scored, probability blocks) of ``todo`` in this process."""
     unreadable: set[int] = set()
     scored: list[int] = []
     blocks = []
@@ -452,8 +566,7 @@ def _score_images(
             blocks.append(model.predict_arrays(batch))
         if progress is not None:
             progress(min(start + _IMAGE_BATCH, len(todo)), len(todo))
-    probs = np.concatenate(blocks) if blocks else np.zeros((0, len(model.classes)), np.float32)
-    return [i for i in every if i not in unreadable], scored, probs
+    return unreadable, scored, blocks
 
 
 def predict_project(
@@ -461,12 +574,17 @@ def predict_project(
     model: Model,
     *,
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> PredictReport:
     """Predict the catalog's images with a model of its registry; store the predictions.
 
     An embedding model scores every image with vectors of its backbone; an image model
     reads every image. Images this model version already predicted are not predicted
     again. Returns a row per scored image (new and earlier predictions) for the CSV.
+
+    With a non-local ``executor`` an image model reads and classifies shards of
+    :data:`SHARD_SIZE` images as tasks (the workers must reach the images and the model
+    folder in the user cache); an embedding model always scores its vectors here.
 
     Raises:
         ConfigError: The model is not a version of this project, the project's vectors
@@ -499,8 +617,10 @@ def predict_project(
         n_images = int(session.scalar(select(func.count()).select_from(Image)) or 0)
         uris = {image_id: uri for image_id, uri in session.execute(select(Image.id, Image.uri))}
         labels = current_class_paths(session)
-    score = _score_images if model.kind == "image" else _score_vectors
-    ids, scored, probs = score(project, model, set(done), progress)
+    if model.kind == "image":
+        ids, scored, probs = _score_images(project, model, set(done), progress, executor)
+    else:
+        ids, scored, probs = _score_vectors(project, model, set(done), progress)
     classes = model.classes
     new_rows = [
         Prediction(
