@@ -5,7 +5,8 @@ Library errors (:class:`~lensloop.errors.LensloopError`) are shown as one clear 
 exit with status 1; usage errors exit with status 2. Commands live in
 :mod:`lensloop.cli.project`, :mod:`lensloop.cli.explore`, :mod:`lensloop.cli.select`,
 :mod:`lensloop.cli.train`, :mod:`lensloop.cli.report`, :mod:`lensloop.cli.labelstudio`,
-:mod:`lensloop.cli.count`, :mod:`lensloop.cli.segment` and :mod:`lensloop.cli.serve`.
+:mod:`lensloop.cli.count`, :mod:`lensloop.cli.segment`, :mod:`lensloop.cli.serve` and
+:mod:`lensloop.cli.pipeline`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ COMMAND_MODULES = (
     "count",
     "segment",
     "serve",
+    "pipeline",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(f"lensloop.cli.{_module}")
