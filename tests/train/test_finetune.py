@@ -23,6 +23,8 @@ from lensloop.train.evaluate import evaluate_model
 from lensloop.train.finetune import (
     ImageClassifier,
     _class_weights,
+    _loader,
+    _Prepared,
     build_classifier,
     train_finetune,
 )
@@ -211,3 +213,14 @@ def test_finetune_starts_from_the_projects_ssl_encoder(labelled: Project) -> Non
     # Training the encoder again keeps the previous one, torch weights included.
     train_project_encoder(labelled, epochs=1, input_size=32, seed=1)
     assert len(list((encoder.parent / "previous").glob("*.pt"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("n", "shuffle", "sizes"),
+    [(9, True, [8]), (10, True, [8, 2]), (9, False, [8, 1]), (1, True, [1])],
+)
+def test_a_shuffled_last_batch_of_one_is_dropped(n: int, shuffle: bool, sizes: list[int]) -> None:
+    prepared = _Prepared(pixels=np.zeros((n, 3, 4, 4), np.uint8), channels=[3])
+    rows = np.arange(n, dtype=np.int64)
+    loader = _loader(prepared, rows, rows, batch_size=8, shuffle=shuffle, seed=0)
+    assert [len(labels) for _, labels in loader] == sizes

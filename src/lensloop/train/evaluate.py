@@ -173,7 +173,7 @@ def evaluate_model(
         image_id = int(data.image_ids[row])
         try:
             thumb = project.thumbnail(image_id)
-        except LensloopError:  # an unreadable image still gets a (grey) tile
+        except (LensloopError, OSError):  # an unreadable image still gets a (grey) tile
             thumb = figures / "missing.png"
         items.append(
             GridItem(

@@ -296,8 +296,16 @@ def _loader(
             return torch.from_numpy(np.array(prepared.pixels[row])), int(labels[row])
 
     generator = torch.Generator().manual_seed(seed)
+    # Batch norm cannot train on a batch of one: a shuffled last batch of one is dropped
+    # (a different image each epoch).
+    drop_last = shuffle and len(rows) > batch_size and len(rows) % batch_size == 1
     return DataLoader(
-        _Rows(), batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0
+        _Rows(),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=0,
+        drop_last=drop_last,
     )
 
 
