@@ -23,16 +23,23 @@ Python code that catches those keeps working.
     ├── LabelError               a label that the project's schema does not have (ValueError)
     ├── SourceError              an ingest source or metadata file that cannot be read (ValueError)
     ├── EmbeddingError           vectors, ids or an index file that cannot be used (ValueError)
-    └── DatasetError             a bundled data set could not be fetched or is damaged
+    ├── DatasetError             a bundled data set could not be fetched or is damaged
+    └── FetchRefused             an image URL the service will not fetch, or whose fetch failed
+                                 (``code``: forbidden_address, bad_scheme, bad_url, too_large,
+                                 timeout, too_many_redirects, http_error, unreachable)
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 __all__ = [
     "CatalogError",
     "ConfigError",
     "DatasetError",
     "EmbeddingError",
+    "FetchRefused",
+    "FetchRefusedCode",
     "ImageDecodeError",
     "ImageError",
     "ImageTooLargeError",
@@ -138,3 +145,35 @@ class EmbeddingError(LensloopError, ValueError):
 
 class DatasetError(LensloopError):
     """A bundled data set could not be fetched, or what was fetched is not what was expected."""
+
+
+FetchRefusedCode = Literal[
+    "forbidden_address",
+    "bad_scheme",
+    "bad_url",
+    "too_large",
+    "timeout",
+    "too_many_redirects",
+    "http_error",
+    "unreachable",
+]
+"""The machine-readable reasons a :class:`FetchRefused` carries."""
+
+
+class FetchRefused(LensloopError):  # noqa: N818 - the name the API and issue 10 use
+    """An image URL the service will not fetch, or a fetch that failed.
+
+    The message says what was wrong in one line (never a traceback); it names the URL
+    without its user info and query string, which may hold secrets.
+
+    Args:
+        code: The machine-readable reason (see :data:`FetchRefusedCode`).
+        message: What was wrong, for people.
+
+    Attributes:
+        code: The machine-readable reason, for the HTTP API's error body.
+    """
+
+    def __init__(self, code: FetchRefusedCode, message: str) -> None:
+        super().__init__(message)
+        self.code: FetchRefusedCode = code
