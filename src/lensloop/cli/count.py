@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,9 +33,7 @@ from lensloop.cli._app import (
 )
 
 if TYPE_CHECKING:
-    import numpy.typing as npt
-
-    from lensloop.train.counter import Counter, CountResult
+    pass
 
 __all__ = ["count_app"]
 
@@ -196,17 +193,6 @@ def _print_agreement(rows: list[dict[str, Any]]) -> None:
     )
 
 
-def _count_here(
-    counter: Counter, paths: list[Path]
-) -> Iterator[tuple[Path, CountResult, npt.NDArray[Any] | None]]:
-    """``(path, result, image)`` per file, counted in this process."""
-    from lensloop.train.sharded import read_file
-
-    for path in paths:
-        image = read_file(path, verb="count")
-        yield path, counter.count_array(image, name=str(path)), image
-
-
 def _write_csv(path: Path, rows: list[dict[str, Any]], *, overwrite: bool) -> None:
     from lensloop.imaging import atomic_write
 
@@ -259,12 +245,11 @@ def images_command(
     the model), and the files above are written here as usual.
     """
     from lensloop.errors import ConfigError
-    from lensloop.executors import is_local
     from lensloop.imaging import atomic_write
     from lensloop.reports import draw_count_overlay
     from lensloop.train.counter import load_counter
-    from lensloop.train.dense import expand_images
-    from lensloop.train.sharded import count_shard, map_files, read_file
+    from lensloop.train.dense import expand_images, read_file
+    from lensloop.train.sharded import count_files
 
     counts_file = output / "counts.json"
     if counts_file.exists() and not force:
@@ -279,16 +264,7 @@ def images_command(
     counts: dict[str, float] = {}
     located: dict[str, Any] = {}
     with executor_for(executor, scheduler) as runner, progress_bar("counting") as progress:
-        results = (
-            _count_here(counter, found)
-            if is_local(runner)
-            else (
-                (path, result, None)
-                for path, result in map_files(
-                    runner, count_shard, counter.folder, get_settings(), found
-                )
-            )
-        )
+        results = count_files(runner, counter, get_settings(), found)
         for done, (path, result, image) in enumerate(results, start=1):
             counts[str(path)] = round(result.count, 3)
             located[str(path)] = result.as_dict()["points"]

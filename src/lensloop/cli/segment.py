@@ -134,12 +134,10 @@ def images_command(
     import numpy as np
 
     from lensloop.errors import ConfigError
-    from lensloop.executors import is_local
     from lensloop.imaging import atomic_write
     from lensloop.reports.segmentation import draw_segment_overlay
-    from lensloop.train.dense import expand_images
+    from lensloop.train.dense import expand_images, read_file
     from lensloop.train.segmenter import load_segmenter
-    from lensloop.train.sharded import read_file
 
     index_file = output / "segments.json"
     if index_file.exists() and not force:
@@ -155,12 +153,7 @@ def images_command(
     classes = list(segmenter.classes)
     done_images: dict[str, Any] = {}
     with executor_for(executor, scheduler) as runner:
-        results: Iterator[tuple[Path, npt.NDArray[Any] | None, npt.NDArray[np.uint8]]] = (
-            _segmented(segmenter, found, "segmenting")
-            if is_local(runner)
-            else _segmented_on(runner, segmenter, found, "segmenting")
-        )
-        for path, image, labels in results:
+        for path, labels, image in _segmented(runner, segmenter, found, "segmenting"):
             mask_file = output / "masks" / names[path]
             _write_label_png(mask_file, labels)
             counts = np.bincount(labels.ravel(), minlength=len(classes) + 1)
@@ -203,33 +196,15 @@ def images_command(
 
 
 def _segmented(
-    segmenter: Segmenter, paths: list[Path], what: str
-) -> Iterator[tuple[Path, npt.NDArray[Any], npt.NDArray[np.uint8]]]:
-    """``(path, image, label map)`` per image file, with a progress bar."""
-    from lensloop.errors import ConfigError
-    from lensloop.imaging import read_image
-
-    with progress_bar(what) as progress:
-        for done, path in enumerate(paths, start=1):
-            try:
-                image = read_image(path)
-            except (ValueError, OSError) as exc:
-                raise ConfigError(f"cannot segment {path}: {exc}") from exc
-            yield path, image, segmenter.segment_array(image, name=str(path)).labels
-            progress(done, len(paths))
-
-
-def _segmented_on(
     runner: Executor, segmenter: Segmenter, paths: list[Path], what: str
-) -> Iterator[tuple[Path, None, npt.NDArray[np.uint8]]]:
-    """``(path, None, label map)`` per image file, segmented by ``runner``'s tasks."""
-    from lensloop.train.sharded import map_files, segment_shard
+) -> Iterator[tuple[Path, npt.NDArray[np.uint8], npt.NDArray[Any] | None]]:
+    """``(path, label map, image or None)`` per image file, with a progress bar."""
+    from lensloop.train.sharded import segment_files
 
     with progress_bar(what) as progress:
-        for done, (path, labels) in enumerate(
-            map_files(runner, segment_shard, segmenter.folder, get_settings(), paths), start=1
-        ):
-            yield path, None, labels
+        results = segment_files(runner, segmenter, get_settings(), paths)
+        for done, result in enumerate(results, start=1):
+            yield result
             progress(done, len(paths))
 
 
@@ -389,7 +364,8 @@ def _file_maps(
     targets: list[Path], model: str | None, project_dir: Path | None
 ) -> tuple[list[str], _Maps]:
     """The classes and the predicted label maps of image files and folders."""
-    from lensloop.train.dense import expand_images
+    from lensloop.executors import LocalExecutor
+    from lensloop.train.dense import expand_images, read_file
     from lensloop.train.segmenter import load_segmenter
 
     paths = [p for p in expand_images(list(targets)) if isinstance(p, Path)]
@@ -397,8 +373,10 @@ def _file_maps(
     names = output_names(paths, suffix="")
 
     def maps() -> _Maps:
-        for path, image, labels in _segmented(segmenter, paths, "measuring"):
-            yield str(path), names[path], image, labels
+        # In this process: each image comes back with its label map (never read twice).
+        for path, labels, image in _segmented(LocalExecutor(), segmenter, paths, "measuring"):
+            pixels = image if image is not None else read_file(path, verb="measure")
+            yield str(path), names[path], pixels, labels
 
     return list(segmenter.classes), maps()
 

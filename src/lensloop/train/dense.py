@@ -31,6 +31,7 @@ __all__ = [
     "OnnxDense",
     "expand_images",
     "load_dense",
+    "read_file",
     "read_images",
 ]
 
@@ -152,6 +153,20 @@ def load_dense(
     return cls(folder=cached, card=card, version=version, runner=runner)
 
 
+def read_file(path: str | Path, *, verb: str) -> npt.NDArray[Any]:
+    """Read an image file in its native dtype.
+
+    Raises:
+        ConfigError: It cannot be read (``cannot VERB PATH: why``).
+    """
+    from lensloop.imaging import read_image
+
+    try:
+        return read_image(Path(path))
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot {verb} {path}: {exc}") from exc
+
+
 def read_images(
     images: Iterable[str | Path | npt.NDArray[Any]], *, verb: str
 ) -> Iterator[tuple[str, npt.NDArray[Any]]]:
@@ -160,18 +175,11 @@ def read_images(
     Raises:
         ConfigError: A file cannot be read (``cannot VERB NAME: why``).
     """
-    from lensloop.imaging import read_image
-
     for position, image in enumerate(images):
         if isinstance(image, np.ndarray):
             yield f"array {position}", image
-            continue
-        name = str(image)
-        try:
-            array = read_image(Path(image))
-        except (ValueError, OSError) as exc:
-            raise ConfigError(f"cannot {verb} {name}: {exc}") from exc
-        yield name, array
+        else:
+            yield str(image), read_file(image, verb=verb)
 
 
 def expand_images(
