@@ -1,15 +1,8 @@
 """FlowCam exports: cut every particle out of its collage, with the sample's metadata.
 
 A FlowCam (VisualSpreadsheet) export folder holds collage TIFFs, on which the instrument
-pasted the particles it imaged, and one ``.lst`` file with a row per particle::
-
-    017                          <- line 1: format version
-    num-fields|4                 <- line 2: number of fields
-    id|1                         <- one line per field: name|type
-    collage_file|3                  (1 integer, 2 float, 3 string; other codes are
-    image_x|1                        kept as text)
-    ...
-    1|collage_001.tif|0|0|...    <- one pipe-delimited row per particle
+pasted the particles it imaged, and one ``.lst`` file with a row per particle (its layout
+is in :mod:`lensloop.sources.flowcam_lst`).
 
 The columns lensloop needs are ``id``, ``collage_file`` and the particle's box on the
 collage: ``image_x``, ``image_y`` (top-left corner, pixels from 0), ``image_w``,
