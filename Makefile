@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# System packages the integration tests need (PostgreSQL server); skipped politely when not root.
+# System packages the integration tests need (PostgreSQL server, Chromium); skipped politely when not root.
 sysdeps:
 	bash scripts/install-sysdeps.sh
 

@@ -24,6 +24,7 @@ Python code that catches those keeps working.
     ├── SourceError              an ingest source or metadata file that cannot be read (ValueError)
     ├── EmbeddingError           vectors, ids or an index file that cannot be used (ValueError)
     ├── DatasetError             a bundled data set could not be fetched or is damaged
+    ├── RequestError             an API request that cannot be served as sent (ValueError)
     └── FetchRefused             an image URL the service will not fetch, or whose fetch failed
                                  (``code``: forbidden_address, bad_scheme, bad_url, too_large,
                                  timeout, too_many_redirects, http_error, unreachable)
@@ -48,6 +49,7 @@ __all__ = [
     "MultiPageImageError",
     "NotFoundError",
     "ProjectError",
+    "RequestError",
     "SchemaVersionError",
     "SourceError",
     "UnknownNameError",
@@ -145,6 +147,13 @@ class EmbeddingError(LensloopError, ValueError):
 
 class DatasetError(LensloopError):
     """A bundled data set could not be fetched, or what was fetched is not what was expected."""
+
+
+class RequestError(LensloopError, ValueError):
+    """A request to the HTTP API or a query that cannot be served as sent.
+
+    A damaged page cursor, a malformed filter, both or neither of two exclusive inputs.
+    """
 
 
 FetchRefusedCode = Literal[

@@ -86,6 +86,18 @@ class Settings(BaseSettings):
         "(<sha[:2]>/<sha>_<size>.jpg), for a web viewer or a team to read; unset: only "
         "the local cache.",
     )
+    uploads_uri: str | None = Field(
+        default=None,
+        description="Where images added through the HTTP API (POST /v1/images) are stored: a "
+        "folder or s3://bucket/prefix, laid out <sha[:2]>/<sha>.<ext>; unset: the project's "
+        "images/uploads folder.",
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024**2,
+        gt=0,
+        description="Largest image file the HTTP API accepts in one upload or URL fetch, in "
+        "bytes.",
+    )
     dask_scheduler: str | None = Field(
         default=None,
         description="Address of the Dask scheduler used by --executor dask when --scheduler "

@@ -24,6 +24,7 @@ __all__ = [
     "add_class_annotations",
     "class_counts",
     "current_class_paths",
+    "current_class_paths_of",
     "ensure_class_paths",
     "join_path",
     "list_classes",
@@ -207,6 +208,21 @@ def current_class_paths(session: Session) -> dict[int, str]:
         .join(LabelClass, LabelClass.id == Annotation.class_id)
     )
     return {image_id: path for image_id, path in rows}
+
+
+def current_class_paths_of(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
+    """``{image_id: class_path}`` of the given images that have a class label."""
+    latest = _latest_class_annotation_ids(session, list(image_ids))
+    found: dict[int, str] = {}
+    ids = list(latest.values())
+    for start in range(0, len(ids), 900):
+        rows = session.execute(
+            select(Annotation.image_id, LabelClass.path)
+            .join(LabelClass, LabelClass.id == Annotation.class_id)
+            .where(Annotation.id.in_(ids[start : start + 900]))
+        )
+        found.update({image_id: path for image_id, path in rows})
+    return found
 
 
 def class_counts(session: Session, *, depth: int | None = None) -> Counter[str]:

@@ -35,6 +35,7 @@ __all__ = [
     "ANNOTATION_KINDS",
     "SPLITS",
     "Annotation",
+    "ApiToken",
     "Base",
     "ClusterMember",
     "ClusterRun",
@@ -341,3 +342,25 @@ class SyncState(Base):
     key: Mapped[str] = mapped_column(String(1024), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token of the HTTP server: only its hash is kept, never the token itself.
+
+    ``prefix`` is the first 8 characters after the token's ``ll_`` marker, shown in
+    listings so users can tell their tokens apart. ``token_hash`` is the hex SHA-256 of the
+    whole token: tokens are 32 random bytes (``secrets.token_urlsafe``), far too many to
+    guess or brute-force, so a plain fast hash is right here; a slow KDF (bcrypt, argon2)
+    protects low-entropy passwords and would only slow down every request. A revoked token
+    keeps its row (and its name) so listings show when it was revoked.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

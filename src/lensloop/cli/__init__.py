@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "count",
     "segment",
     "serve",
+    "token",
     "pipeline",
 )
 for _module in COMMAND_MODULES:

@@ -48,29 +48,74 @@ def serve(
             help="Retrain in the background when Label Studio reports annotations.",
         ),
     ] = True,
+    require_token: Annotated[
+        bool,
+        typer.Option(
+            "--require-token",
+            help="Require an API token on loopback too (always required on other addresses).",
+        ),
+    ] = False,
+    allow_private_urls: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-urls",
+            help="Let /v1/predict, /v1/embed and /v1/similar fetch image URLs on loopback and "
+            "private networks (10/8, 172.16/12, 192.168/16); link-local and cloud metadata "
+            "addresses stay refused.",
+        ),
+    ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="A host name or address image URLs may point at whatever it resolves to "
+            "(repeatable), e.g. an internal image store.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the images and Label Studio's ML backend over HTTP.
+    """Serve the web UI, the /v1 API and Label Studio's ML backend over HTTP.
 
-    Routes: /images/ID (display PNG), /health, /setup, /predict, /webhook, /metrics.
-    Connect it in Label Studio under Settings > Model with this server's URL; add a
-    webhook to URL/webhook to record annotations as they are made.
+    Open http://HOST:PORT/ui/ in a browser; the API's documentation is at /docs (OpenAPI
+    at /openapi.json). Label Studio's ML backend routes: /health, /setup, /predict,
+    /webhook, /metrics; connect it under Settings > Model with this server's URL, and add
+    a webhook to URL/webhook to record annotations as they are made.
+
+    On a loopback address (the default) the server is open to local programs. On any
+    other address every route but /health needs an API token (`lensloop token create`);
+    --basic-auth credentials are accepted too, for Label Studio.
     """
     import uvicorn
 
     from lensloop.service import BasicAuth, create_app
+    from lensloop.service.auth import TokenAuth
+    from lensloop.service.fetch import FetchPolicy
 
     auth_text = basic_auth or os.environ.get("LENSLOOP_BASIC_AUTH")
     auth = BasicAuth.parse(auth_text) if auth_text else None
-    if auth is None and not _is_loopback(host):
-        err.print(
-            f"[yellow]warning:[/] listening on {host} without --basic-auth: anyone who can "
-            "reach this port can read the images and post annotations"
-        )
     with open_project(directory) as project:
-        server = create_app(
-            project, model=model, basic_auth=auth, train_config=train_config, retrain=retrain
+        tokens: TokenAuth | None = None
+        if require_token or not _is_loopback(host):
+            tokens = TokenAuth(project)
+            if not tokens.has_tokens():
+                where = "" if _is_loopback(host) else f" to listen on {host}"
+                err.print(
+                    f"[red]error:[/] an API token is required{where}, and the project has "
+                    f"none; create one with `lensloop token create {directory} --name NAME`"
+                )
+                raise typer.Exit(2)
+        policy = FetchPolicy(
+            allow_private=allow_private_urls, allowed_hosts=frozenset(allow_host or ())
         )
-        err.print(f"serving {project.root} on http://{host}:{port}")
+        server = create_app(
+            project,
+            model=model,
+            basic_auth=auth,
+            token_auth=tokens,
+            fetch_policy=policy,
+            train_config=train_config,
+            retrain=retrain,
+        )
+        err.print(f"serving {project.root} on http://{host}:{port}/ui/")
         uvicorn.run(server, host=host, port=port, log_level="warning")
 
 

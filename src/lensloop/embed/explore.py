@@ -139,15 +139,19 @@ def _uris(project: Project, ids: list[int]) -> dict[int, str]:
 
 
 def _query_vector(
-    project: Project, data: EmbeddingSetData, path: Path
+    project: Project, data: EmbeddingSetData, query: Path | bytes
 ) -> tuple[int | None, np.ndarray]:
     """Embed a file with the set's own backbone; reuse its vector if it is in the catalog."""
     from lensloop.imaging import decode_image
 
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read query image {path}: {exc.strerror or exc}") from exc
+    if isinstance(query, bytes):
+        raw, name = query, "the query image"
+    else:
+        name = str(query)
+        try:
+            raw = query.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read query image {query}: {exc.strerror or exc}") from exc
     sha = hashlib.sha256(raw).hexdigest()
     with project.catalog.reader() as session:
         known = session.scalar(select(Image.id).where(Image.sha256 == sha))
@@ -161,20 +165,20 @@ def _query_vector(
             f"the stored {data.backbone} vectors are version {data.version} but the backbone "
             f"now builds version {backbone.version}; embed the project again first"
         )
-    image = decode_image(raw, limits=project.limits, name=str(path)).array
+    image = decode_image(raw, limits=project.limits, name=name).array
     vector = l2_normalize(backbone.infer(backbone.prepare(image)[None]))[0]
     return None, vector
 
 
 def similar_images(
     project: Project,
-    query: int | Path,
+    query: int | Path | bytes,
     *,
     backbone: str,
     k: int = 10,
     version: str | None = None,
 ) -> list[Neighbour]:
-    """Return the ``k`` images most similar to an image id or an image file.
+    """Return the ``k`` images most similar to an image id, an image file or its bytes.
 
     A file that is not in the catalog is embedded on the fly with the set's backbone.
 

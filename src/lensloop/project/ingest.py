@@ -62,6 +62,7 @@ __all__ = [
     "IngestOptions",
     "IngestReport",
     "PagesMode",
+    "check_labels",
     "choose_workers",
     "ingest",
     "parse_split",
@@ -230,7 +231,13 @@ def _accepts(label: tuple[str, ...], declared: list[tuple[str, ...]]) -> bool:
     return any(label[: len(d)] == d for d in declared)
 
 
-def _check_labels(project: Project, paths: Iterable[tuple[str, ...]]) -> None:
+def check_labels(project: Project, paths: Iterable[tuple[str, ...]]) -> None:
+    """Refuse class paths outside the project's schema when it is closed.
+
+    Raises:
+        LabelError: A path is neither a declared class nor below one (the message lists
+            them and says where the schema is declared).
+    """
     labels = project.config.labels
     if not labels.closed:
         return
@@ -400,6 +407,7 @@ def ingest(
     *,
     options: IngestOptions | None = None,
     progress: ProgressFn | None = None,
+    discovery: Discovery | None = None,
 ) -> IngestReport:
     """Ingest files and folders into a project's catalog.
 
@@ -409,6 +417,9 @@ def ingest(
             ``s3://bucket/prefix``, ``https://`` images and URL lists (``.txt``, ``.urls``).
         options: Labels, metadata, splits, pages and batching; defaults otherwise.
         progress: Called as ``progress(done, total)`` after each file.
+        discovery: Items found by the caller (the HTTP API's uploads, with their label,
+            sample and metadata) instead of by a source format; ``sources`` must then be
+            empty.
 
     Returns:
         A report of what was added, skipped, duplicated and failed.
@@ -441,7 +452,10 @@ def ingest(
         concurrency=options.concurrency,
         executor=options.executor or LocalExecutor(),
     )
-    discovery = discover(sources, context)
+    if discovery is None:
+        discovery = discover(sources, context)
+    elif sources:
+        raise ConfigError("pass either sources or a discovery, not both")
     origins = _to_copies(discovery, context.output) if options.store == "copy" else {}
     labels: dict[str, tuple[str, ...]] = {
         item.uri: item.label for item in discovery.items if item.label
@@ -450,7 +464,7 @@ def ingest(
         labels = {item.uri: item.class_path for item in discovery.items if item.class_path}
         labels.update({item.uri: item.label for item in discovery.items if item.label})
     if labels:
-        _check_labels(project, labels.values())
+        check_labels(project, labels.values())
     depth_changed = options.depth is not None and project.config.labels.depth != options.depth
     if (options.labels_from_folders or labels) and depth_changed:
         project.config.labels.depth = options.depth

@@ -1,11 +1,18 @@
-"""The FastAPI application ``lensloop serve`` runs: images, the Label Studio ML backend.
+"""The FastAPI application ``lensloop serve`` runs: API, web UI and Label Studio backend.
+
+The ``/v1`` JSON API, the web UI under ``/ui/``, display images and Label Studio's ML
+backend.
 
 :func:`create_app` builds one app for one open project. Every error becomes JSON with a
 status code and a message (``{"error": {"code", "message"}}``), never a traceback:
 lensloop's own errors map to 4xx by kind, anything else to a 500 whose details go to the
-server log only. With ``basic_auth`` set, every route but ``/health`` needs those
-credentials (Label Studio sends them when its ML backend connection uses basic auth; a
-browser opening ``/images/...`` asks for them once).
+server log only.
+
+Access: with ``token_auth`` set, every route but ``/health`` and ``GET /v1/session``
+needs an API token (``Authorization: Bearer ...``, or the browser's session cookie);
+with ``basic_auth`` set, those credentials are accepted too (Label Studio's ML backend
+connection can send only basic auth). With neither, the server is open: ``lensloop
+serve`` allows that only on a loopback address.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import base64
 import binascii
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,30 +35,59 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lensloop import __version__
 from lensloop.errors import (
     ConfigError,
+    FetchRefused,
     ImageError,
+    ImageTooLargeError,
     LabelError,
     LensloopError,
     NotFoundError,
+    RequestError,
     UnknownNameError,
 )
 from lensloop.service import mlbackend
+from lensloop.service.api import v1_router
+from lensloop.service.api.session import COOKIE, Unauthorized
+from lensloop.service.fetch import FetchPolicy
 from lensloop.service.state import ServiceState
 
 if TYPE_CHECKING:
     from lensloop.project import Project
+    from lensloop.service.auth import TokenAuth
 
 __all__ = ["BasicAuth", "create_app", "error_response"]
 
 logger = logging.getLogger(__name__)
 
-_OPEN_PATHS = frozenset({"/health"})
+_OPEN = frozenset({("GET", "/health"), ("GET", "/v1/session"), ("POST", "/v1/session")})
 _STATUS: tuple[tuple[type[LensloopError], int], ...] = (
+    (Unauthorized, 401),
     (NotFoundError, 404),
     (UnknownNameError, 404),
     (LabelError, 422),
+    (ImageTooLargeError, 413),
     (ImageError, 422),
+    (RequestError, 400),
     (ConfigError, 409),
 )
+#: HTTP status of each way a URL fetch is refused or fails.
+_FETCH_STATUS = {
+    "forbidden_address": 403,
+    "bad_scheme": 400,
+    "bad_url": 400,
+    "too_large": 413,
+    "timeout": 504,
+    "too_many_redirects": 502,
+    "http_error": 502,
+    "unreachable": 502,
+}
+
+
+def error_code(exc: LensloopError) -> str:
+    """The stable code of an error in JSON answers: ``NotFoundError`` -> ``not_found``."""
+    if isinstance(exc, RequestError):
+        return "bad_request"
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -94,6 +131,8 @@ def create_app(
     *,
     model: str | None = None,
     basic_auth: BasicAuth | None = None,
+    token_auth: TokenAuth | None = None,
+    fetch_policy: FetchPolicy | None = None,
     train_config: Path | None = None,
     retrain: bool = True,
 ) -> FastAPI:
@@ -102,31 +141,68 @@ def create_app(
     Args:
         project: The project to serve (kept open for the app's life; the caller closes it).
         model: Which model predicts (version or alias); ``None``: champion, else latest.
-        basic_auth: Credentials every route but ``/health`` requires.
+        basic_auth: Credentials accepted on every route but ``/health``.
+        token_auth: API tokens accepted on every route but ``/health`` and the session
+            check. With either set, a request needs one of them.
+        fetch_policy: Limits of the image URLs the API fetches (default: public addresses
+            only, 10 s, 3 redirects).
         train_config: Training settings for retraining after annotations arrive.
         retrain: Whether annotation webhooks start retraining.
     """
+    from lensloop.service import ui
+
     app = FastAPI(
         title="lensloop",
         version=__version__,
-        description="Images of a lensloop project and Label Studio's ML backend.",
+        description="The images, labels, embeddings, selection rounds and models of a "
+        "lensloop project (`/v1`), its web UI (`/ui/`) and Label Studio's ML backend.",
     )
     app.state.lensloop = ServiceState(
-        project, model_ref=model, train_config=train_config, retrain=retrain
+        project,
+        model_ref=model,
+        train_config=train_config,
+        retrain=retrain,
+        fetch_policy=fetch_policy or FetchPolicy(),
     )
+    app.state.token_auth = token_auth
     app.include_router(mlbackend.router)
+    app.include_router(v1_router())
+    app.include_router(ui.router)
+
+    async def allowed(request: Request) -> bool:
+        if basic_auth is None and token_auth is None:
+            return True
+        if (request.method, request.url.path) in _OPEN or ui.is_public(
+            request.method, request.url.path
+        ):
+            return True  # the UI's own files: the page must load to ask for a token
+        header = request.headers.get("authorization")
+        if basic_auth is not None and basic_auth.accepts(header):
+            return True
+        if token_auth is None:
+            return False
+        return bool(
+            await run_in_threadpool(token_auth.accepts, header, request.cookies.get(COOKIE))
+        )
 
     @app.middleware("http")
     async def require_auth(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if (
-            basic_auth is not None
-            and request.url.path not in _OPEN_PATHS
-            and not basic_auth.accepts(request.headers.get("authorization"))
-        ):
-            response = error_response(401, "unauthorized", "valid basic auth credentials needed")
-            response.headers["WWW-Authenticate"] = 'Basic realm="lensloop"'
+        if not await allowed(request):
+            if token_auth is not None:
+                response = error_response(
+                    401,
+                    "unauthorized",
+                    "an API token is needed: send 'Authorization: Bearer TOKEN' (make one "
+                    "with `lensloop token create DIR --name NAME`)",
+                )
+                response.headers["WWW-Authenticate"] = 'Bearer realm="lensloop"'
+            else:
+                response = error_response(
+                    401, "unauthorized", "valid basic auth credentials needed"
+                )
+                response.headers["WWW-Authenticate"] = 'Basic realm="lensloop"'
             return response
         try:
             return await call_next(request)
@@ -136,8 +212,10 @@ def create_app(
 
     @app.exception_handler(LensloopError)
     async def lensloop_error(request: Request, exc: LensloopError) -> JSONResponse:
+        if isinstance(exc, FetchRefused):
+            return error_response(_FETCH_STATUS.get(exc.code, 400), exc.code, str(exc))
         status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 400)
-        return error_response(status, type(exc).__name__, str(exc))
+        return error_response(status, error_code(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

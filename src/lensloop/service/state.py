@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lensloop.errors import NotFoundError
+from lensloop.service.fetch import FetchPolicy
 from lensloop.service.retrain import Retrainer
 
 if TYPE_CHECKING:
+    from lensloop.embed.base import Backbone
     from lensloop.project import Project
     from lensloop.train.preannotate import AnyModel
 
@@ -37,6 +39,8 @@ class ServiceState:
             newest release of the task, else the defaults).
         retrain: Whether annotation webhooks start a retraining.
         counters: Requests served, predictions made, webhooks by action.
+        fetch_policy: Limits of image URLs the API fetches (addresses, size, time).
+        max_upload_bytes: Largest image a client may send (None: the project's setting).
     """
 
     project: Project
@@ -44,12 +48,70 @@ class ServiceState:
     train_config: Path | None = None
     retrain: bool = True
     counters: Counter[str] = field(default_factory=Counter)
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+    max_upload_bytes: int | None = None
     retrainer: Retrainer = field(init=False)
     _model: AnyModel | None = field(default=None, init=False, repr=False)
+    _named: dict[int, AnyModel] = field(default_factory=dict, init=False, repr=False)
+    _backbones: dict[str, Backbone] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.retrainer = Retrainer(self.train)
+
+    @property
+    def upload_limit(self) -> int:
+        """Largest image a client may send, in bytes."""
+        if self.max_upload_bytes is not None:
+            return self.max_upload_bytes
+        return self.project.settings.max_upload_bytes
+
+    def model_for(self, ref: str | None) -> AnyModel:
+        """The model ``ref`` names (``None``: the serving model), loaded once per version.
+
+        Raises:
+            NotFoundError: No such version or alias, or no model released yet.
+            ConfigError: The model cannot predict the project's task.
+        """
+        if ref is None:
+            model = self.model()
+            if model is None:
+                raise NotFoundError(
+                    f"the project has no {self.project.task} model yet; train one with "
+                    "`lensloop train`"
+                )
+            return model
+        from lensloop.train.preannotate import current_model
+        from lensloop.train.registry import resolve_model
+
+        version = resolve_model(self.project, ref).version
+        with self._lock:
+            found = self._named.get(version)
+            if found is None:
+                found = current_model(self.project, version)
+                if found is None:  # pragma: no cover - a named version always loads or raises
+                    raise NotFoundError(f"model {ref} cannot be loaded")
+                self._named = {version: found}  # keep one: a client walking versions
+            return found
+
+    def backbone(self, name: str) -> Backbone:
+        """The embedding backbone ``name``, built once.
+
+        Raises:
+            UnknownNameError: No such backbone.
+            ConfigError: It cannot be built here (weights or an extra missing).
+        """
+        from lensloop.embed.registry import BackboneOptions, get_backbone
+
+        with self._lock:
+            found = self._backbones.get(name)
+            if found is None:
+                options = BackboneOptions(
+                    cache_dir=self.project.settings.cache_dir, project_root=self.project.root
+                )
+                found = get_backbone(name, options)
+                self._backbones[name] = found
+            return found
 
     def model(self) -> AnyModel | None:
         """The model that predicts now (loaded once per version), or ``None`` if none yet.

@@ -54,6 +54,7 @@ from lensloop.train.onnx_image import OnnxImageClassifier, prepare_image
 from lensloop.train.registry import CARD_FILE, resolve_model
 
 if TYPE_CHECKING:
+    from lensloop.embed.base import Backbone
     from lensloop.imaging import ImageLimits
     from lensloop.sources.remote import RemoteOptions
 
@@ -174,8 +175,12 @@ class Model:
         *,
         settings: Settings | None = None,
         project_root: Path | None = None,
+        backbone: Backbone | None = None,
     ) -> list[ImagePrediction]:
         """Classify image files or arrays.
+
+        ``backbone``: an embedding model's backbone, already built (a server keeps one
+        rather than building it per request); ``None`` builds the card's.
 
         Raises:
             ConfigError: The backbone of an embedding model now builds another version
@@ -199,7 +204,7 @@ class Model:
         if self.kind == "image":
             return _as_predictions(names, self.predict_arrays(named), self.classes)
         return _as_predictions(
-            names, self._embed_and_predict(named, settings, project_root), self.classes
+            names, self._embed_and_predict(named, settings, project_root, backbone), self.classes
         )
 
     def _embed_and_predict(
@@ -207,13 +212,15 @@ class Model:
         named: list[tuple[str, npt.NDArray[Any]]],
         settings: Settings,
         project_root: Path | None,
+        backbone: Backbone | None,
     ) -> npt.NDArray[np.float32]:
         from lensloop.embed.engine import l2_normalize
         from lensloop.embed.registry import BackboneOptions, get_backbone
 
         spec = self.card["input"]
-        options = BackboneOptions(cache_dir=settings.cache_dir, project_root=project_root)
-        backbone = get_backbone(spec["backbone"], options)
+        if backbone is None:
+            options = BackboneOptions(cache_dir=settings.cache_dir, project_root=project_root)
+            backbone = get_backbone(spec["backbone"], options)
         if backbone.version != spec["backbone_version"]:
             raise ConfigError(
                 f"the model was trained on {spec['backbone']} version "
