@@ -95,8 +95,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=64 * 1024**2,
         gt=0,
-        description="Largest image file the HTTP API accepts in one upload or URL fetch, in "
-        "bytes.",
+        description="Largest image file the HTTP API accepts in one upload or URL fetch, in bytes.",
     )
     dask_scheduler: str | None = Field(
         default=None,

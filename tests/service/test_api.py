@@ -561,3 +561,17 @@ def test_segment_mask_round_trips_through_base64(tmp_path: Path) -> None:
         assert sum(answer["areas"].values()) + background == mask.size
         for k, name in enumerate(answer["classes"], start=1):
             assert answer["areas"][name] == int((mask == k).sum())
+
+
+def test_ids_beyond_the_database_range_are_invalid_requests(served: Project) -> None:
+    """Found by the fuzzer: ids >= 2**63 used to reach SQLite and answer 500."""
+    client = _client(served)
+    huge = 2**63
+    for path in (f"/v1/images/{huge}", f"/v1/images/{huge}/file", f"/v1/rounds/{huge}"):
+        _error(client.get(path), 422, "invalid_request")
+    _error(client.get(f"/images/{huge}"), 422, "invalid_request")
+    _error(client.get("/v1/images", params={"ids": str(huge)}), 400, "bad_request")
+    body = {"image_ids": [huge], "label": "red"}
+    _error(client.post("/v1/labels", json=body), 422, "invalid_request")
+    _error(client.get(f"/v1/models/{10**30}"), 404, "not_found")
+    _error(client.get("/v1/models/\u00b9"), 404, "not_found")  # '¹'.isdigit() is True

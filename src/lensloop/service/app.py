@@ -46,6 +46,7 @@ from lensloop.errors import (
 )
 from lensloop.service import mlbackend
 from lensloop.service.api import v1_router
+from lensloop.service.api.deps import ImageId
 from lensloop.service.api.session import COOKIE, Unauthorized
 from lensloop.service.fetch import FetchPolicy
 from lensloop.service.state import ServiceState
@@ -229,7 +230,7 @@ def create_app(
         return error_response(exc.status_code, "http", str(exc.detail))
 
     @app.get("/images/{image_id}", response_class=Response)
-    async def image(image_id: int) -> Response:
+    async def image(image_id: ImageId) -> Response:
         """The image as a PNG at full size, display-normalised (16-bit stretched to 8)."""
         data, etag = await run_in_threadpool(_display_png, project, image_id)
         return Response(

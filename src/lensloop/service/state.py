@@ -6,7 +6,9 @@ kept on ``app.state``; nothing lives in module globals.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +23,11 @@ if TYPE_CHECKING:
     from lensloop.project import Project
     from lensloop.train.preannotate import AnyModel
 
-__all__ = ["UNTRAINED", "ServiceState"]
+__all__ = ["MODEL_CHECK_S", "UNTRAINED", "ServiceState"]
 
+#: Seconds the serving model is trusted before the registry is asked again whether a new
+#: release (or a moved alias) replaced it: two catalog queries saved per request.
+MODEL_CHECK_S = 2.0
 #: The ``model_version`` answered while the project has no model for its task.
 UNTRAINED = "lensloop-untrained"
 
@@ -34,7 +39,8 @@ class ServiceState:
     Attributes:
         project: The open project.
         model_ref: Which model predicts: a version, an alias, or ``None`` (champion, else
-            latest), re-resolved on every request so a new release is picked up.
+            latest), re-resolved at most every :data:`MODEL_CHECK_S` seconds, so a new
+            release is picked up without a restart.
         train_config: A training config file for retraining (``None``: the settings of the
             newest release of the task, else the defaults).
         retrain: Whether annotation webhooks start a retraining.
@@ -52,6 +58,7 @@ class ServiceState:
     max_upload_bytes: int | None = None
     retrainer: Retrainer = field(init=False)
     _model: AnyModel | None = field(default=None, init=False, repr=False)
+    _checked_at: float = field(default=-math.inf, init=False, repr=False)
     _named: dict[int, AnyModel] = field(default_factory=dict, init=False, repr=False)
     _backbones: dict[str, Backbone] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -123,6 +130,10 @@ class ServiceState:
         from lensloop.train.preannotate import current_model
         from lensloop.train.registry import resolve_model
 
+        now = time.monotonic()
+        with self._lock:
+            if self._model is not None and now - self._checked_at < MODEL_CHECK_S:
+                return self._model
         try:
             version = resolve_model(self.project, self.model_ref).version
         except NotFoundError:
@@ -130,6 +141,7 @@ class ServiceState:
                 raise
             return None
         with self._lock:
+            self._checked_at = now
             if self._model is None or self._model.version != version:
                 self._model = current_model(self.project, version)
             return self._model
@@ -152,4 +164,6 @@ class ServiceState:
             released = [m for m in list_models(self.project) if m.task == self.project.task]
             settings = dict(released[-1].config) if released else {}
         result = train_model(self.project, load_train_config(self.train_config, settings))
+        with self._lock:
+            self._checked_at = -math.inf  # ask the registry on the next request
         return result.model.version

@@ -38,6 +38,8 @@ __all__ = [
 CARD_FILE = "card.json"
 LATEST = "latest"
 CHAMPION = "champion"
+#: The largest version number the catalog can hold (a signed 64-bit integer).
+_MAX_VERSION = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ def resolve_model(project: Project, ref: str | int | None = None) -> RegisteredM
             refs = [ref]
         for wanted in refs:
             text = str(wanted)
-            if text.isdigit():
+            if text.isascii() and text.isdigit():
+                if int(text) > _MAX_VERSION:
+                    continue
                 row = session.scalar(select(ModelVersion).where(ModelVersion.version == int(text)))
             else:
                 row = session.scalar(

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from lensloop.catalog.models import ClusterMember, ClusterRun, EmbeddingSet, MapLayout, MapPoint
 from lensloop.catalog.queries import image_rows, latest_cluster_run
 from lensloop.errors import NotFoundError
-from lensloop.service.api.deps import State
+from lensloop.service.api.deps import MAX_ID, State
 from lensloop.service.api.inputs import decode_received, receive_image
 from lensloop.service.api.schemas import (
     ClusterOut,
@@ -155,7 +155,7 @@ def _similar_out(state: ServiceState, neighbours: list[tuple[int, float]]) -> Si
 @router.get("/similar", response_model=SimilarOut, summary="Images most like a catalog image")
 def get_similar(
     state: State,
-    image_id: int,
+    image_id: Annotated[int, Query(ge=1, le=MAX_ID)],
     k: Annotated[int, Query(ge=1, le=_K_MAX)] = 12,
     backbone: Annotated[str | None, Query(max_length=256)] = None,
 ) -> SimilarOut:

@@ -16,7 +16,7 @@ from lensloop.catalog.labels import current_class_paths, list_classes, split_pat
 from lensloop.catalog.models import EmbeddingSet, Image
 from lensloop.catalog.queries import ImageQuery, find_images, image_rows
 from lensloop.errors import NotFoundError, RequestError
-from lensloop.service.api.deps import State
+from lensloop.service.api.deps import MAX_ID, ImageId, State
 from lensloop.service.api.inputs import read_upload
 from lensloop.service.api.schemas import (
     ClassOut,
@@ -95,9 +95,12 @@ def _ids(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        ids = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError as exc:
         raise RequestError(f"ids are comma-separated integers, got {text!r}") from exc
+    if any(not 1 <= i <= MAX_ID for i in ids):
+        raise RequestError(f"image ids lie in 1..{MAX_ID}")
+    return ids
 
 
 @router.get("/images", response_model=ImagePage, summary="List and filter images, one page")
@@ -151,7 +154,7 @@ def one_image(state: ServiceState, image_id: int) -> ImageOut:
 
 
 @router.get("/images/{image_id}", response_model=ImageOut, summary="One image's record")
-def get_image(state: State, image_id: int) -> ImageOut:
+def get_image(state: State, image_id: ImageId) -> ImageOut:
     return one_image(state, image_id)
 
 
@@ -165,7 +168,7 @@ _JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG."}}
     responses=_PNG,  # type: ignore[arg-type]
     summary="The whole image, display-normalised, as PNG",
 )
-def image_file(state: State, image_id: int) -> Response:
+def image_file(state: State, image_id: ImageId) -> Response:
     from lensloop.imaging import encode_image, to_display
 
     project = state.project
@@ -188,7 +191,7 @@ def image_file(state: State, image_id: int) -> Response:
     summary="A display thumbnail (JPEG), cached",
 )
 def image_thumbnail(
-    state: State, image_id: int, size: Annotated[int, Query(ge=32, le=512)] = 256
+    state: State, image_id: ImageId, size: Annotated[int, Query(ge=32, le=512)] = 256
 ) -> Response:
     path = state.project.thumbnail(image_id, size=size)
     return Response(

@@ -9,7 +9,7 @@ from lensloop.catalog.labels import current_class_paths_of
 from lensloop.catalog.models import SelectionItem, SelectionRound
 from lensloop.catalog.queries import image_rows
 from lensloop.errors import NotFoundError
-from lensloop.service.api.deps import State
+from lensloop.service.api.deps import RoundId, State
 from lensloop.service.api.explore import default_backbone
 from lensloop.service.api.schemas import (
     RoundItemOut,
@@ -101,5 +101,5 @@ def list_rounds(state: State) -> list[RoundSummaryOut]:
 
 
 @router.get("/rounds/{round_id}", response_model=RoundOut, summary="One round, as a queue")
-def get_round(state: State, round_id: int) -> RoundOut:
+def get_round(state: State, round_id: RoundId) -> RoundOut:
     return _round(state, round_id)

@@ -6,10 +6,10 @@ client author reads.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lensloop.catalog.queries import ImageRow
 
@@ -46,6 +46,15 @@ __all__ = [
     "UploadOut",
     "image_out",
 ]
+
+
+def _as_utc(value: datetime) -> datetime:
+    """The catalog stores UTC; SQLite hands it back without an offset, so add it."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+#: A time in answers: always with its UTC offset (RFC 3339).
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class _Out(BaseModel):
@@ -117,7 +126,7 @@ class ImageOut(_Out):
     dtype: str
     split: str | None
     sample: str | None
-    captured_at: datetime | None
+    captured_at: UtcDatetime | None
     lat: float | None
     lon: float | None
     meta: dict[str, Any]
@@ -173,7 +182,9 @@ class UploadOut(_Out):
 class LabelsRequest(_In):
     """Many images, one class."""
 
-    image_ids: list[int] = Field(min_length=1, max_length=10_000)
+    image_ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(
+        min_length=1, max_length=10_000
+    )
     label: str = Field(min_length=1, max_length=2048, description="Class path, e.g. 'a/b'.")
     annotator: str = Field(default="ui", min_length=1, max_length=256)
 
@@ -310,7 +321,7 @@ class RoundOut(_Out):
 
     id: int
     strategy: str
-    created_at: datetime
+    created_at: UtcDatetime
     items: list[RoundItemOut]
 
 
@@ -319,7 +330,7 @@ class RoundSummaryOut(_Out):
 
     id: int
     strategy: str
-    created_at: datetime
+    created_at: UtcDatetime
     size: int
     labelled: int
 
@@ -330,7 +341,7 @@ class ModelOut(_Out):
     version: int
     task: str
     aliases: list[str]
-    created_at: datetime
+    created_at: UtcDatetime
     metrics: dict[str, float | int | None] = Field(description="Headline validation scores.")
     n_train: int | None
 
