@@ -21,13 +21,12 @@ from lensloop.catalog.labels import current_class_paths, roll_up
 from lensloop.catalog.models import (
     Annotation,
     Image,
-    ModelAlias,
-    ModelVersion,
     Prediction,
     Sample,
     SelectionItem,
     SelectionRound,
 )
+from lensloop.catalog.queries import default_model_version
 from lensloop.errors import ConfigError
 from lensloop.project import Project
 from lensloop.select.balance import PREDICTED, Balance
@@ -123,18 +122,10 @@ def _stored_probabilities(
     has no model or no stored predictions of it.
     """
     with project.catalog.reader() as session:
-        version_id, version = None, None
-        for alias in ("champion", "latest"):
-            row = session.execute(
-                select(ModelVersion.id, ModelVersion.version)
-                .join(ModelAlias, ModelAlias.model_version_id == ModelVersion.id)
-                .where(ModelAlias.alias == alias)
-            ).first()
-            if row is not None:
-                version_id, version = row
-                break
-        if version_id is None:
+        default = default_model_version(session)
+        if default is None:
             return None
+        version_id, version = default
         found = {
             image_id: probs
             for image_id, probs in session.execute(
@@ -155,7 +146,6 @@ def _stored_probabilities(
             matrix[r] = 0.0
             for name, p in probs.items():
                 matrix[r, column[name]] = p
-    assert version is not None
     return matrix, classes, int(version)
 
 
