@@ -575,3 +575,40 @@ def test_ids_beyond_the_database_range_are_invalid_requests(served: Project) -> 
     _error(client.post("/v1/labels", json=body), 422, "invalid_request")
     _error(client.get(f"/v1/models/{10**30}"), 404, "not_found")
     _error(client.get("/v1/models/\u00b9"), 404, "not_found")  # '¹'.isdigit() is True
+
+
+def test_an_image_classifier_answers_through_the_micro_batcher(fresh: Project) -> None:
+    """Concurrent requests to a fine-tuned model share ONNX calls and get their own answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lensloop.train.config import TrainConfig
+    from lensloop.train.trainer import train_model
+
+    config = TrainConfig(
+        method="finetune", arch="resnet18", weights="none", epochs=1, input_size=32, augment=False
+    )
+    version = train_model(fresh, config).model.version
+    client = _client(fresh, model=str(version))
+    colours = [(240, 10, 10), (10, 240, 10), (10, 10, 240)] * 4
+    files = [_png(c, 48) for c in colours]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(
+            pool.map(
+                lambda data: client.post(
+                    "/v1/predict", files={"file": ("x.png", data, "image/png")}
+                ).json(),
+                files,
+            )
+        )
+    model = init_model(str(version), project=fresh, task="classify")
+    expected = model.predict(
+        [np.asarray(PILImage.open(io.BytesIO(data))) for data in files],
+        settings=fresh.settings,
+    )
+    for answer, want in zip(answers, expected, strict=True):
+        assert answer["model_version"] == version
+        assert answer["predicted"] == want.predicted
+        for name, p in want.probabilities.items():
+            assert abs(answer["probabilities"][name] - p) < 1e-5
+    batcher = client.app.state.lensloop.batcher(client.app.state.lensloop.model_for(None))  # type: ignore[attr-defined]
+    assert batcher.items == 12

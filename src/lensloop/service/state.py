@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lensloop.errors import NotFoundError
+from lensloop.service.batching import MicroBatcher
 from lensloop.service.fetch import FetchPolicy
 from lensloop.service.retrain import Retrainer
 
 if TYPE_CHECKING:
     from lensloop.embed.base import Backbone
     from lensloop.project import Project
+    from lensloop.train.inference import Model
     from lensloop.train.preannotate import AnyModel
 
 __all__ = ["MODEL_CHECK_S", "UNTRAINED", "ServiceState"]
@@ -61,6 +63,7 @@ class ServiceState:
     _checked_at: float = field(default=-math.inf, init=False, repr=False)
     _named: dict[int, AnyModel] = field(default_factory=dict, init=False, repr=False)
     _backbones: dict[str, Backbone] = field(default_factory=dict, init=False, repr=False)
+    _batchers: dict[int, MicroBatcher] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +102,16 @@ class ServiceState:
                 if found is None:  # pragma: no cover - a named version always loads or raises
                     raise NotFoundError(f"model {ref} cannot be loaded")
                 self._named = {version: found}  # keep one: a client walking versions
+            return found
+
+    def batcher(self, model: Model) -> MicroBatcher:
+        """The micro-batcher that runs ``model``'s image classifier for every request."""
+        key = id(model.runner)
+        with self._lock:
+            found = self._batchers.get(key)
+            if found is None:
+                found = MicroBatcher(model.runner)
+                self._batchers = {key: found}  # one model serves at a time
             return found
 
     def backbone(self, name: str) -> Backbone:

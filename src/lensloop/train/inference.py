@@ -63,6 +63,7 @@ __all__ = [
     "ImagePrediction",
     "Model",
     "PredictReport",
+    "as_predictions",
     "cached_model_folder",
     "init_model",
     "locate_model",
@@ -202,8 +203,8 @@ class Model:
             return []
         names = [name for name, _ in named]
         if self.kind == "image":
-            return _as_predictions(names, self.predict_arrays(named), self.classes)
-        return _as_predictions(
+            return as_predictions(names, self.predict_arrays(named), self.classes)
+        return as_predictions(
             names, self._embed_and_predict(named, settings, project_root, backbone), self.classes
         )
 
@@ -237,9 +238,10 @@ class Model:
         return self.predict_vectors(vectors)
 
 
-def _as_predictions(
+def as_predictions(
     sources: Sequence[str], probs: npt.NDArray[np.float32], classes: list[str]
 ) -> list[ImagePrediction]:
+    """One :class:`ImagePrediction` per row of ``(N, C)`` class probabilities."""
     if len(probs) == 0:
         return []
     best, uncertainty = postprocess(probs)
@@ -638,7 +640,7 @@ def predict_project(
             uncertainty=item.uncertainty,
         )
         for image_id, item in zip(
-            scored, _as_predictions([str(i) for i in scored], probs, classes), strict=True
+            scored, as_predictions([str(i) for i in scored], probs, classes), strict=True
         )
     ]
     for start in range(0, len(new_rows), _CHUNK * 5):

@@ -22,6 +22,8 @@ router = APIRouter(tags=["predict"])
 def _predict(state: ServiceState, received: ReceivedImage, ref: str | None) -> Any:
     from lensloop.imaging import encode_image
     from lensloop.train.counter import Counter
+    from lensloop.train.inference import as_predictions
+    from lensloop.train.onnx_image import prepare_image
     from lensloop.train.segmenter import Segmenter
 
     image = decode_received(received, limits=state.project.limits)
@@ -49,15 +51,19 @@ def _predict(state: ServiceState, received: ReceivedImage, ref: str | None) -> A
             areas=areas,
             mask_png=base64.b64encode(encode_image(labels, format="png")).decode("ascii"),
         )
-    backbone = None
-    if model.kind == "embedding":
+    if model.kind == "image":
+        # Concurrent requests share one ONNX call (service.batching).
+        prepared = prepare_image(image, model.card["input"], name=received.name)
+        probs = state.batcher(model)(prepared)
+        [item] = as_predictions([received.name], probs[None], model.classes)
+    else:
         backbone = state.backbone(str(model.card["input"]["backbone"]))
-    [item] = model.predict(
-        [image],
-        settings=state.project.settings,
-        project_root=state.project.root,
-        backbone=backbone,
-    )
+        [item] = model.predict(
+            [image],
+            settings=state.project.settings,
+            project_root=state.project.root,
+            backbone=backbone,
+        )
     return ClassifyOut(
         model_version=model.version,
         predicted=item.predicted,
