@@ -612,3 +612,24 @@ def test_an_image_classifier_answers_through_the_micro_batcher(fresh: Project) -
             assert abs(answer["probabilities"][name] - p) < 1e-5
     batcher = client.app.state.lensloop.batcher(client.app.state.lensloop.model_for(None))  # type: ignore[attr-defined]
     assert batcher.items == 12
+
+
+def test_a_counting_model_answers_a_count_and_points(tmp_path: Path) -> None:
+    from lensloop.imaging import encode_image
+    from lensloop.train.counter import load_counter
+    from lensloop.train.trainer import train_model
+    from train.test_counting import CONFIG, make_counting_project
+
+    project, _ = make_counting_project(tmp_path, Settings(cache_dir=tmp_path / "cache"), n_images=6)
+    with project:
+        train_model(project, CONFIG.model_copy(update={"epochs": 1, "patience": 1}))
+        image = project.read_image(1)  # 16-bit cells
+        answer = _client(project).post(
+            "/v1/predict",
+            files={"file": ("cells.png", encode_image(image, format="png"), "image/png")},
+        )
+        body = answer.json()
+        assert body["task"] == "count", answer.text
+        expected = load_counter(None, project=project).count_array(image)
+        assert body["count"] == pytest.approx(expected.count, rel=1e-5)
+        assert body["points"] == [list(p) for p in expected.points.tolist()]
