@@ -48,6 +48,7 @@ from lensloop.errors import (
 from lensloop.service import mlbackend
 from lensloop.service.api import v1_router
 from lensloop.service.api.deps import ImageId
+from lensloop.service.api.images import display_png
 from lensloop.service.api.session import COOKIE, Unauthorized
 from lensloop.service.fetch import FetchPolicy
 from lensloop.service.state import ServiceState
@@ -257,24 +258,6 @@ def create_app(
     @app.get("/images/{image_id}", response_class=Response)
     async def image(image_id: ImageId) -> Response:
         """The image as a PNG at full size, display-normalised (16-bit stretched to 8)."""
-        data, etag = await run_in_threadpool(_display_png, project, image_id)
-        return Response(
-            data,
-            media_type="image/png",
-            headers={"ETag": f'"{etag}"', "Cache-Control": "private, max-age=3600"},
-        )
+        return await run_in_threadpool(display_png, project, image_id)
 
     return app
-
-
-def _display_png(project: Project, image_id: int) -> tuple[bytes, str]:
-    from sqlalchemy import select
-
-    from lensloop.catalog.models import Image
-    from lensloop.imaging import encode_image, to_display
-
-    with project.catalog.reader() as session:
-        sha = session.scalar(select(Image.sha256).where(Image.id == image_id))
-    if sha is None:
-        raise NotFoundError(f"no image with id {image_id}")
-    return encode_image(to_display(project.read_image(image_id)), format="png"), sha

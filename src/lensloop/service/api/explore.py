@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from lensloop.catalog.models import ClusterMember, ClusterRun, EmbeddingSet, MapLayout, MapPoint
 from lensloop.catalog.queries import image_rows, latest_cluster_run
 from lensloop.errors import NotFoundError
+from lensloop.imaging import probe_image
 from lensloop.service.api.deps import MAX_ID, State
 from lensloop.service.api.inputs import decode_received, receive_image
 from lensloop.service.api.schemas import (
@@ -179,7 +180,7 @@ async def post_similar(
     received = await receive_image(
         file, url, max_bytes=state.upload_limit, policy=state.fetch_policy
     )
-    decode_received(received, limits=state.project.limits)  # refuse non-images early
+    probe_image(received.data, limits=state.project.limits, name=received.name)  # early 4xx
     name = default_backbone(state, backbone)
     found = await run_in_threadpool(
         similar_images, state.project, received.data, backbone=name, k=k

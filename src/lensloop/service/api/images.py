@@ -6,7 +6,7 @@ The project, listing and filtering, pixels, uploads, classes and bulk labels.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -30,7 +30,10 @@ from lensloop.service.api.schemas import (
 )
 from lensloop.service.state import ServiceState
 
-__all__ = ["router"]
+if TYPE_CHECKING:
+    from lensloop.project import Project
+
+__all__ = ["display_png", "router"]
 
 router = APIRouter(tags=["images"])
 
@@ -169,9 +172,17 @@ _JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG."}}
     summary="The whole image, display-normalised, as PNG",
 )
 def image_file(state: State, image_id: ImageId) -> Response:
+    return display_png(state.project, image_id)
+
+
+def display_png(project: Project, image_id: int) -> Response:
+    """A catalog image at full size, display-normalised (16-bit stretched to 8), as PNG.
+
+    Raises:
+        NotFoundError: No such image.
+    """
     from lensloop.imaging import encode_image, to_display
 
-    project = state.project
     with project.catalog.reader() as session:
         sha = session.scalar(select(Image.sha256).where(Image.id == image_id))
     if sha is None:

@@ -11,7 +11,7 @@ into a JSON error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from fastapi import UploadFile
@@ -81,13 +81,7 @@ async def receive_image(
     if file is not None:
         return await read_upload(file, max_bytes=max_bytes)
     assert url is not None
-    limited = FetchPolicy(
-        max_bytes=min(policy.max_bytes, max_bytes),
-        timeout_s=policy.timeout_s,
-        max_redirects=policy.max_redirects,
-        allow_private=policy.allow_private,
-        allowed_hosts=policy.allowed_hosts,
-    )
+    limited = replace(policy, max_bytes=min(policy.max_bytes, max_bytes))
     data = await run_in_threadpool(fetch_image_url, url, policy=limited)
     return ReceivedImage(url, data)
 
