@@ -62,7 +62,6 @@ from lensloop.tasks.counting.density import (
     foreground_mask,
     loss_weights,
 )
-from lensloop.tasks.counting.paste import Stamp, cut_stamps, paste_objects
 from lensloop.tasks.counting.scoring import COMPLETE, count_metrics
 from lensloop.tasks.inputs import IntensityRange
 from lensloop.tasks.tiling import predict_tiled
@@ -106,8 +105,6 @@ _GAIN = (0.75, 1.33)
 _OFFSET = 0.05
 _COUNT_AREA = 1000.0  # the count term's squared error is per this many trusted pixels
 _TAIL_SIGMAS = 2.0  # the foreground grows by this many sigma before background is trusted
-_AUTO_PASTE = 3  # objects pasted per crop when a training image is sparse
-_MAX_STAMPS = 4096
 
 
 class DensityNet(nn.Module):
@@ -153,8 +150,6 @@ class _Prepared:
     scaling: IntensityRange
     channels: int
     image_channels: list[int]
-    stamps: list[Stamp]  # annotated training objects to paste (empty: no pasting)
-    paste: int  # objects pasted per training crop
 
 
 def _prepare(
@@ -202,49 +197,9 @@ def _prepare(
         weights.append(trusted)
         if progress is not None:
             progress("preparing images", k + 1, len(items))
-    paste = _paste_count(items, train, config)
-    stamps = _stamps(items, train, pixels, targets, weights, config) if paste else []
     return _Prepared(
-        items,
-        pixels,
-        targets,
-        weights,
-        inputs.scaling,
-        inputs.channels,
-        inputs.image_channels,
-        stamps,
-        paste if stamps else 0,
+        items, pixels, targets, weights, inputs.scaling, inputs.channels, inputs.image_channels
     )
-
-
-def _paste_count(items: Sequence[CountImage], train: Sequence[int], config: TrainConfig) -> int:
-    """Objects pasted per crop: ``copy_paste``, or 3 when a training image is sparse."""
-    if config.copy_paste is not None:
-        return config.copy_paste
-    return _AUTO_PASTE if any(items[k].status == "sparse" for k in train) else 0
-
-
-def _stamps(
-    items: Sequence[CountImage],
-    train: Sequence[int],
-    pixels: Sequence[npt.NDArray[np.float32]],
-    targets: Sequence[npt.NDArray[np.float32]],
-    weights: Sequence[npt.NDArray[np.float32]],
-    config: TrainConfig,
-) -> list[Stamp]:
-    """The training images' annotated objects (not ``conflict`` ones), at most a few thousand."""
-    stamps: list[Stamp] = []
-    for k in train:
-        if items[k].status == "conflict" or not len(items[k].points):
-            continue
-        background = (weights[k] == 1) & (targets[k] <= 0)
-        stamps.extend(
-            cut_stamps(pixels[k], items[k].points, background, radius=config.trust_radius)
-        )
-    if len(stamps) > _MAX_STAMPS:
-        chosen = np.random.default_rng(config.seed).choice(len(stamps), _MAX_STAMPS, replace=False)
-        stamps = [stamps[i] for i in sorted(chosen)]
-    return stamps
 
 
 def _split(items: list[CountImage], seed: int) -> tuple[list[int], list[int], bool]:
@@ -263,19 +218,11 @@ class _Crops(Dataset[tuple[Tensor, Tensor, Tensor]]):
     """Random crops of the training images, as many as each image holds, augmented."""
 
     def __init__(
-        self,
-        prepared: _Prepared,
-        rows: Sequence[int],
-        crop: int,
-        seed: int,
-        augment: bool,
-        config: TrainConfig,
+        self, prepared: _Prepared, rows: Sequence[int], crop: int, seed: int, augment: bool
     ) -> None:
         self.prepared = prepared
         self.crop = crop
         self.augment = augment
-        self.radius = config.trust_radius
-        self.sigma = config.sigma
         self.rng = np.random.default_rng(seed)
         repeats = [max(1, math.ceil(prepared.targets[k].size / (crop * crop))) for k in rows]
         self.slots = np.repeat(np.asarray(rows, dtype=np.intp), repeats)
@@ -302,17 +249,6 @@ class _Crops(Dataset[tuple[Tensor, Tensor, Tensor]]):
         ts[0, :ch, :cw] = target[y : y + ch, x : x + cw]
         ws[0, :ch, :cw] = weight[y : y + ch, x : x + cw]
         if self.augment:
-            paste_objects(
-                xs,
-                ts,
-                ws,
-                self.prepared.stamps,
-                count=self.prepared.paste,
-                radius=self.radius,
-                sigma=self.sigma,
-                scale=TARGET_SCALE,
-                rng=rng,
-            )
             turns, flip = int(rng.integers(4)), bool(rng.integers(2))
             xs, ts, ws = (np.rot90(a, turns, axes=(1, 2)) for a in (xs, ts, ws))
             if flip:
@@ -472,7 +408,7 @@ def _fit(
         torch.manual_seed(config.seed)
         net = build_density_net(prepared.channels, config).train()
         module = _lightning_module(net, prepared, config, config.epochs)
-        crops = _Crops(prepared, train, config.input_size, config.seed + 1, config.augment, config)
+        crops = _Crops(prepared, train, config.input_size, config.seed + 1, config.augment)
         history, chosen = fit_on_crops(
             module,
             net,
@@ -540,7 +476,6 @@ def train_counting(
             "n_train": len(train),
             "n_val": len(val),
             "statuses": _status_counts([items[k] for k in train]),
-            "copy_paste": {"per_crop": prepared.paste, "stamps": len(prepared.stamps)},
             "history": history,
             "best_epoch": best_epoch,
         }
