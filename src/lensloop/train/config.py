@@ -64,7 +64,8 @@ class TrainConfig(BaseModel):
         weight_decay: AdamW weight decay of ``finetune``.
         augment: Random crops, flips, 90-degree rotations, intensity jitter and blur
             during ``finetune`` (what a microscope image may look like; no "up"); for
-            counting, flips, 90-degree rotations and intensity gain, offset and gamma.
+            counting and segmentation, flips, 90-degree rotations and intensity gain and
+            offset.
         sigma: Counting: width in pixels of each object's Gaussian in the density map
             (about half a typical object radius).
         width: Counting and segmentation: channels of the U-Net at full resolution
