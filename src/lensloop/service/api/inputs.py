@@ -76,14 +76,13 @@ async def receive_image(
         ImageError, ImageTooLargeError: See :func:`read_upload`.
         FetchRefused: The URL is refused or its fetch failed (its ``code`` says why).
     """
-    if (file is None) == (url is None or url == ""):
-        raise RequestError("send exactly one of: an uploaded file (field 'file') or 'url'")
-    if file is not None:
+    if file is not None and not url:
         return await read_upload(file, max_bytes=max_bytes)
-    assert url is not None
-    limited = replace(policy, max_bytes=min(policy.max_bytes, max_bytes))
-    data = await run_in_threadpool(fetch_image_url, url, policy=limited)
-    return ReceivedImage(url, data)
+    if file is None and url:
+        limited = replace(policy, max_bytes=min(policy.max_bytes, max_bytes))
+        data = await run_in_threadpool(fetch_image_url, url, policy=limited)
+        return ReceivedImage(url, data)
+    raise RequestError("send exactly one of: an uploaded file (field 'file') or 'url'")
 
 
 def decode_received(image: ReceivedImage, *, limits: ImageLimits) -> np.ndarray:
