@@ -61,9 +61,17 @@ def _points_record(image_id: int, centres: Any, *, status: str, annotator: str =
 
 
 def make_counting_project(
-    root: Path, settings: Settings, *, n_images: int = N_IMAGES, splits: Sequence[str] = ()
+    root: Path,
+    settings: Settings,
+    *,
+    n_images: int = N_IMAGES,
+    splits: Sequence[str] = (),
+    sparse: bool = False,
 ) -> tuple[Project, dict[int, Any]]:
-    """A count project of synthetic 16-bit cell images, every one fully annotated."""
+    """A count project of synthetic 16-bit cell images, every one fully annotated.
+
+    ``sparse``: a third of each image's cells is annotated instead, status ``sparse``.
+    """
     data = make_cell_dataset(n_images, size=SIZE, cells=(2, 12), style=STYLE, seed=11)
     folder = root / "images"
     folder.mkdir(parents=True)
@@ -78,7 +86,10 @@ def make_counting_project(
         for k, (_, centres) in enumerate(data):
             image_id = next(i for uri, i in ids.items() if uri.endswith(f"cells-{k:02d}.png"))
             truth[image_id] = centres
-            records.append(_points_record(image_id, centres, status="full"))
+            if sparse:
+                records.append(_points_record(image_id, centres[::3], status="sparse"))
+            else:
+                records.append(_points_record(image_id, centres, status="full"))
             if splits:
                 session.execute(update(Image).where(Image.id == image_id).values(split=splits[k]))
         add_annotations(session, records)
@@ -262,3 +273,30 @@ def test_a_held_out_fifth_validates_when_there_is_no_val_split(
     assert result.metrics["n_val"] == 2
     assert result.metrics["n_train"] == 8
     assert result.model.task == "count"
+
+
+def test_sparse_training_pastes_lone_annotated_cells(tmp_path: Path, settings: Settings) -> None:
+    project, truth = make_counting_project(tmp_path, settings, n_images=10, sparse=True)
+    with project:
+        auto = train_model(project, CONFIG.model_copy(update={"epochs": 1}))
+        off = train_model(project, CONFIG.model_copy(update={"epochs": 1, "copy_paste": 0}))
+    assert auto.metrics["statuses"] == {"sparse": 8}
+    assert auto.metrics["copy_paste"]["per_crop"] == 3
+    # Stamps of lone annotated cells: at most one per annotated cell of the training images.
+    annotated = sum(len(np.asarray(c)[::3]) for c in truth.values())
+    assert 0 < auto.metrics["copy_paste"]["stamps"] <= annotated
+    assert off.metrics["copy_paste"] == {"per_crop": 0, "stamps": 0}
+    # The pasted objects changed what the model learnt (same seed, same crops otherwise).
+    assert auto.metrics["history"][0] != off.metrics["history"][0]
+
+
+def test_fully_annotated_training_pastes_only_when_asked(
+    tmp_path: Path, settings: Settings
+) -> None:
+    project, _ = make_counting_project(tmp_path, settings, n_images=10)
+    with project:
+        auto = train_model(project, CONFIG.model_copy(update={"epochs": 1}))
+        asked = train_model(project, CONFIG.model_copy(update={"epochs": 1, "copy_paste": 2}))
+    assert auto.metrics["copy_paste"] == {"per_crop": 0, "stamps": 0}
+    assert asked.metrics["copy_paste"]["per_crop"] == 2
+    assert asked.metrics["copy_paste"]["stamps"] > 0

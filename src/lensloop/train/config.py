@@ -65,7 +65,7 @@ class TrainConfig(BaseModel):
         augment: Random crops, flips, 90-degree rotations, intensity jitter and blur
             during ``finetune`` (what a microscope image may look like; no "up"); for
             counting and segmentation, flips, 90-degree rotations and intensity gain and
-            offset.
+            offset (counting also pastes objects, ``copy_paste``).
         sigma: Counting: width in pixels of each object's Gaussian in the density map
             (about half a typical object radius).
         width: Counting and segmentation: channels of the U-Net at full resolution
@@ -85,6 +85,12 @@ class TrainConfig(BaseModel):
         trust_radius: Counting: pixels around an annotated point of a sparsely annotated
             image that the loss trusts (about 2 sigma; larger takes in unannotated
             neighbours as if they were background, and the model learns to count short).
+        copy_paste: Counting: groups of lone annotated objects (1 to 3 objects, touching)
+            pasted onto the trusted background of each training crop (copy-paste
+            augmentation, :mod:`lensloop.tasks.counting.paste`: the loss then sees whole
+            objects and touching groups that sparse annotation hides); ``None``: 3 when a
+            training image is sparsely annotated, else 0. Assumes objects brighter than
+            their background; 0 turns it off.
         foreground: Counting: how a sparse image's possible objects are found (loss
             ignores them away from annotated points): ``otsu``, ``li`` or ``triangle``
             thresholds of the image's own smoothed intensities.
@@ -120,6 +126,7 @@ class TrainConfig(BaseModel):
     count_weight: float = Field(default=0.0, ge=0)
     match_radius: float = Field(default=5.0, gt=0)
     trust_radius: float = Field(default=4.0, gt=0)
+    copy_paste: int | None = Field(default=None, ge=0, le=64)
     foreground: Literal["otsu", "li", "triangle"] = "otsu"
     consensus_only: bool = True
 

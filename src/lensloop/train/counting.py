@@ -16,11 +16,14 @@ into a consensus) become training pairs:
 
 The U-Net (:class:`lensloop.tasks.unet.UNet`) is trained with Lightning on random crops
 (``input_size``; as many per epoch as the images hold), flipped and turned by 90 degrees,
-with random gain and offset; the loss is the weighted squared error of the density, plus,
-when ``count_weight`` is set, that times the squared error of the number of objects in
-each crop's trusted pixels; negative outputs where the target is zero cost nothing (the
-released graph clamps the density at zero, so background settles below zero instead of
-adding up noise).
+with random gain and offset; when a training image is sparsely annotated, each crop also
+gets lone annotated objects pasted onto its trusted background, alone or as touching
+groups (``copy_paste``, :mod:`lensloop.tasks.counting.paste`), so that the loss sees whole
+objects and touching ones whose count is known. The loss is the weighted squared error of
+the density, plus, when ``count_weight`` is set, that times the squared error of the
+number of objects in each crop's trusted pixels; negative outputs where the target is zero
+cost nothing (the released graph clamps the density at zero, so background settles below
+zero instead of adding up noise).
 Validation runs on whole images (tiled); early stopping keeps the epoch with the
 lowest validation loss. Validation images are the annotated ``val`` split, or, when that
 has none, a seeded fifth of the annotated images held out for this run.
@@ -62,6 +65,7 @@ from lensloop.tasks.counting.density import (
     foreground_mask,
     loss_weights,
 )
+from lensloop.tasks.counting.paste import Stamp, cut_stamps, paste_objects, typical_stamps
 from lensloop.tasks.counting.scoring import COMPLETE, count_metrics
 from lensloop.tasks.inputs import IntensityRange
 from lensloop.tasks.tiling import predict_tiled
@@ -105,6 +109,8 @@ _GAIN = (0.75, 1.33)
 _OFFSET = 0.05
 _COUNT_AREA = 1000.0  # the count term's squared error is per this many trusted pixels
 _TAIL_SIGMAS = 2.0  # the foreground grows by this many sigma before background is trusted
+_AUTO_PASTE = 3  # groups of objects pasted per crop when a training image is sparse
+_MAX_STAMPS = 4096
 
 
 class DensityNet(nn.Module):
@@ -150,6 +156,9 @@ class _Prepared:
     scaling: IntensityRange
     channels: int
     image_channels: list[int]
+    stamps: list[Stamp]  # lone annotated training objects to paste (empty: no pasting)
+    paste: int  # groups of objects pasted per training crop
+    ceilings: list[npt.NDArray[np.float32]]  # (C,) brightest value of each image
 
 
 def _prepare(
@@ -165,6 +174,10 @@ def _prepare(
     pixels: list[npt.NDArray[np.float32]] = []
     targets: list[npt.NDArray[np.float32]] = []
     weights: list[npt.NDArray[np.float32]] = []
+    ceilings: list[npt.NDArray[np.float32]] = []
+    paste = _paste_count(items, train, config)
+    training = set(train)
+    stamps: list[Stamp] = []
     for k, item in enumerate(items):
         image = read_annotated(project, item.image_id)
         height, width = image.shape[:2]
@@ -180,14 +193,22 @@ def _prepare(
         targets.append(
             density_target(item.points, (height, width), sigma=config.sigma) * TARGET_SCALE
         )
+        ceilings.append(pixels[-1].reshape(len(pixels[-1]), -1).max(axis=1))
+        cut = paste > 0 and k in training and item.status in ("full", "sparse")
         foreground = (
-            foreground_mask(image, method=config.foreground) if item.status == "sparse" else None
+            foreground_mask(image, method=config.foreground)
+            if item.status == "sparse" or cut
+            else None
         )
+        if cut and foreground is not None:
+            stamps.extend(
+                cut_stamps(pixels[-1], item.points, foreground, grow=_TAIL_SIGMAS * config.sigma)
+            )
         trusted = loss_weights(
             item.points,
             (height, width),
             status=item.status,
-            foreground=foreground,
+            foreground=foreground if item.status == "sparse" else None,
             radius=config.trust_radius,
             margin=_TAIL_SIGMAS * config.sigma,
         )
@@ -197,9 +218,29 @@ def _prepare(
         weights.append(trusted)
         if progress is not None:
             progress("preparing images", k + 1, len(items))
+    stamps = typical_stamps(stamps)
+    if len(stamps) > _MAX_STAMPS:
+        chosen = np.random.default_rng(config.seed).choice(len(stamps), _MAX_STAMPS, replace=False)
+        stamps = [stamps[i] for i in sorted(chosen)]
     return _Prepared(
-        items, pixels, targets, weights, inputs.scaling, inputs.channels, inputs.image_channels
+        items,
+        pixels,
+        targets,
+        weights,
+        inputs.scaling,
+        inputs.channels,
+        inputs.image_channels,
+        stamps,
+        paste if stamps else 0,
+        ceilings,
     )
+
+
+def _paste_count(items: Sequence[CountImage], train: Sequence[int], config: TrainConfig) -> int:
+    """Groups pasted per crop: ``copy_paste``, or 3 when a training image is sparse."""
+    if config.copy_paste is not None:
+        return config.copy_paste
+    return _AUTO_PASTE if any(items[k].status == "sparse" for k in train) else 0
 
 
 def _split(items: list[CountImage], seed: int) -> tuple[list[int], list[int], bool]:
@@ -218,11 +259,18 @@ class _Crops(Dataset[tuple[Tensor, Tensor, Tensor]]):
     """Random crops of the training images, as many as each image holds, augmented."""
 
     def __init__(
-        self, prepared: _Prepared, rows: Sequence[int], crop: int, seed: int, augment: bool
+        self,
+        prepared: _Prepared,
+        rows: Sequence[int],
+        crop: int,
+        seed: int,
+        augment: bool,
+        sigma: float,
     ) -> None:
         self.prepared = prepared
         self.crop = crop
         self.augment = augment
+        self.sigma = sigma
         self.rng = np.random.default_rng(seed)
         repeats = [max(1, math.ceil(prepared.targets[k].size / (crop * crop))) for k in rows]
         self.slots = np.repeat(np.asarray(rows, dtype=np.intp), repeats)
@@ -249,6 +297,17 @@ class _Crops(Dataset[tuple[Tensor, Tensor, Tensor]]):
         ts[0, :ch, :cw] = target[y : y + ch, x : x + cw]
         ws[0, :ch, :cw] = weight[y : y + ch, x : x + cw]
         if self.augment:
+            paste_objects(
+                xs,
+                ts,
+                ws,
+                self.prepared.stamps,
+                groups=self.prepared.paste,
+                sigma=self.sigma,
+                scale=TARGET_SCALE,
+                ceiling=self.prepared.ceilings[k],
+                rng=rng,
+            )
             turns, flip = int(rng.integers(4)), bool(rng.integers(2))
             xs, ts, ws = (np.rot90(a, turns, axes=(1, 2)) for a in (xs, ts, ws))
             if flip:
@@ -408,7 +467,9 @@ def _fit(
         torch.manual_seed(config.seed)
         net = build_density_net(prepared.channels, config).train()
         module = _lightning_module(net, prepared, config, config.epochs)
-        crops = _Crops(prepared, train, config.input_size, config.seed + 1, config.augment)
+        crops = _Crops(
+            prepared, train, config.input_size, config.seed + 1, config.augment, config.sigma
+        )
         history, chosen = fit_on_crops(
             module,
             net,
@@ -476,6 +537,7 @@ def train_counting(
             "n_train": len(train),
             "n_val": len(val),
             "statuses": _status_counts([items[k] for k in train]),
+            "copy_paste": {"per_crop": prepared.paste, "stamps": len(prepared.stamps)},
             "history": history,
             "best_epoch": best_epoch,
         }
