@@ -281,7 +281,7 @@ def test_sparse_training_pastes_lone_annotated_cells(tmp_path: Path, settings: S
         auto = train_model(project, CONFIG.model_copy(update={"epochs": 1}))
         off = train_model(project, CONFIG.model_copy(update={"epochs": 1, "copy_paste": 0}))
     assert auto.metrics["statuses"] == {"sparse": 8}
-    assert auto.metrics["copy_paste"]["per_crop"] == 3
+    assert auto.metrics["copy_paste"]["per_crop"] == 6
     # Stamps of lone annotated cells: at most one per annotated cell of the training images.
     annotated = sum(len(np.asarray(c)[::3]) for c in truth.values())
     assert 0 < auto.metrics["copy_paste"]["stamps"] <= annotated

@@ -88,7 +88,7 @@ class TrainConfig(BaseModel):
         copy_paste: Counting: groups of lone annotated objects (1 to 3 objects, touching)
             pasted onto the trusted background of each training crop (copy-paste
             augmentation, :mod:`lensloop.tasks.counting.paste`: the loss then sees whole
-            objects and touching groups that sparse annotation hides); ``None``: 3 when a
+            objects and touching groups that sparse annotation hides); ``None``: 6 when a
             training image is sparsely annotated, else 0. Assumes objects brighter than
             their background; 0 turns it off.
         foreground: Counting: how a sparse image's possible objects are found (loss

@@ -109,7 +109,7 @@ _GAIN = (0.75, 1.33)
 _OFFSET = 0.05
 _COUNT_AREA = 1000.0  # the count term's squared error is per this many trusted pixels
 _TAIL_SIGMAS = 2.0  # the foreground grows by this many sigma before background is trusted
-_AUTO_PASTE = 3  # groups of objects pasted per crop when a training image is sparse
+_AUTO_PASTE = 6  # groups of objects pasted per crop when a training image is sparse
 _MAX_STAMPS = 4096
 
 
@@ -237,7 +237,7 @@ def _prepare(
 
 
 def _paste_count(items: Sequence[CountImage], train: Sequence[int], config: TrainConfig) -> int:
-    """Groups pasted per crop: ``copy_paste``, or 3 when a training image is sparse."""
+    """Groups pasted per crop: ``copy_paste``, or 6 when a training image is sparse."""
     if config.copy_paste is not None:
         return config.copy_paste
     return _AUTO_PASTE if any(items[k].status == "sparse" for k in train) else 0
