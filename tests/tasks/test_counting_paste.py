@@ -175,8 +175,9 @@ def test_a_turned_stamp_keeps_its_centre_on_its_object() -> None:
     stamp = Stamp(signal, (3.5, 2.5), 1.0)
     seen = set()
     for seed in range(40):
-        turned, (x, y), _ = _turned(stamp, np.random.default_rng(seed))
-        row, col = np.unravel_index(np.argmax(turned[0]), turned.shape[1:])
-        assert (col + 0.5, row + 0.5) == pytest.approx((x, y))
-        seen.add(turned.shape)
+        turned = _turned(stamp, np.random.default_rng(seed))
+        row, col = np.unravel_index(np.argmax(turned.signal[0]), turned.signal.shape[1:])
+        assert (col + 0.5, row + 0.5) == pytest.approx((turned.x, turned.y))
+        assert np.argwhere(turned.lit).tolist() == [[row, col]]
+        seen.add(turned.signal.shape)
     assert seen == {(1, 9, 13), (1, 13, 9)}

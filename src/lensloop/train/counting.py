@@ -158,7 +158,7 @@ class _Prepared:
     image_channels: list[int]
     stamps: list[Stamp]  # lone annotated training objects to paste (empty: no pasting)
     paste: int  # groups of objects pasted per training crop
-    ceilings: list[npt.NDArray[np.float32]]  # (C,) brightest value of each image
+    ceilings: list[npt.NDArray[np.float32] | None]  # (C,) brightest value, where pasted onto
 
 
 def _prepare(
@@ -174,7 +174,7 @@ def _prepare(
     pixels: list[npt.NDArray[np.float32]] = []
     targets: list[npt.NDArray[np.float32]] = []
     weights: list[npt.NDArray[np.float32]] = []
-    ceilings: list[npt.NDArray[np.float32]] = []
+    ceilings: list[npt.NDArray[np.float32] | None] = []
     paste = _paste_count(items, train, config)
     training = set(train)
     stamps: list[Stamp] = []
@@ -193,8 +193,11 @@ def _prepare(
         targets.append(
             density_target(item.points, (height, width), sigma=config.sigma) * TARGET_SCALE
         )
-        ceilings.append(pixels[-1].reshape(len(pixels[-1]), -1).max(axis=1))
-        cut = paste > 0 and k in training and item.status in ("full", "sparse")
+        pasted_onto = paste > 0 and k in training
+        ceilings.append(
+            pixels[-1].reshape(len(pixels[-1]), -1).max(axis=1) if pasted_onto else None
+        )
+        cut = pasted_onto and item.status in ("full", "sparse")
         foreground = (
             foreground_mask(image, method=config.foreground)
             if item.status == "sparse" or cut

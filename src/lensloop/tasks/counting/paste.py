@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +44,7 @@ _SPREAD = (0.2**2, 1.0)
 _WINDOW = 20  # half-side of the window the local background level is measured in
 _MIN_BACKGROUND = 30  # background pixels that window needs
 _TRIES = 30  # random spots tried per group before it is given up
+_GAP = 4  # pixels kept free around a pasted stamp for the next group
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,7 +222,7 @@ def paste_objects(
         offsets = [(0.0, 0.0)]
         for member in members[1:]:
             x0, y0 = offsets[int(rng.integers(len(offsets)))]
-            distance = (member[2] + members[0][2]) * float(np.sqrt(rng.uniform(*_SPREAD)))
+            distance = (member.radius + members[0].radius) * float(np.sqrt(rng.uniform(*_SPREAD)))
             angle = rng.uniform(0.0, 2.0 * np.pi)
             offsets.append(
                 (x0 + distance * float(np.cos(angle)), y0 + distance * float(np.sin(angle)))
@@ -228,21 +230,21 @@ def paste_objects(
         for _try in range(_TRIES):
             row, col = divmod(int(spots[rng.integers(len(spots))]), width)
             corners = [
-                (round(row + dy - signal_y), round(col + dx - signal_x))
-                for (_, (signal_x, signal_y), _), (dx, dy) in zip(members, offsets, strict=True)
+                (round(row + dy - member.y), round(col + dx - member.x))
+                for member, (dx, dy) in zip(members, offsets, strict=True)
             ]
             if all(
-                _lands(free, signal, top, left)
-                for (signal, _, _), (top, left) in zip(members, corners, strict=True)
+                _lands(free, member.lit, top, left)
+                for member, (top, left) in zip(members, corners, strict=True)
             ):
                 break
         else:
             continue
-        for (signal, (sx, sy), _), (top, left) in zip(members, corners, strict=True):
-            h, w = signal.shape[1:]
-            pixels[:, top : top + h, left : left + w] += signal
-            free[max(0, top - 4) : top + h + 4, max(0, left - 4) : left + w + 4] = False
-            centres.append((left + sx, top + sy))
+        for member, (top, left) in zip(members, corners, strict=True):
+            h, w = member.lit.shape
+            pixels[:, top : top + h, left : left + w] += member.signal
+            free[max(0, top - _GAP) : top + h + _GAP, max(0, left - _GAP) : left + w + _GAP] = False
+            centres.append((left + member.x, top + member.y))
     if centres:
         target[0] += density_target(np.asarray(centres), (height, width), sigma=sigma) * scale
         if ceiling is not None:
@@ -250,9 +252,17 @@ def paste_objects(
     return len(centres)
 
 
-def _turned(
-    stamp: Stamp, rng: np.random.Generator
-) -> tuple[npt.NDArray[np.float32], tuple[float, float], float]:
+class _Turned(NamedTuple):
+    """A stamp as it will be pasted: its light, where that is not zero, and its centre."""
+
+    signal: npt.NDArray[np.float32]
+    lit: npt.NDArray[np.bool_]
+    x: float
+    y: float
+    radius: float
+
+
+def _turned(stamp: Stamp, rng: np.random.Generator) -> _Turned:
     """The stamp's light and centre, turned by a random multiple of 90 degrees and flipped."""
     signal = stamp.signal
     x, y = stamp.centre
@@ -263,15 +273,13 @@ def _turned(
     if rng.integers(2):
         signal = signal[:, :, ::-1]
         x = signal.shape[2] - x
-    return np.ascontiguousarray(signal), (x, y), stamp.radius
+    signal = np.ascontiguousarray(signal)
+    return _Turned(signal, np.any(signal != 0, axis=0), x, y, stamp.radius)
 
 
-def _lands(
-    free: npt.NDArray[np.bool_], signal: npt.NDArray[np.float32], top: int, left: int
-) -> bool:
-    """Whether every pixel the signal lights falls on free pixels of the crop."""
-    h, w = signal.shape[1:]
+def _lands(free: npt.NDArray[np.bool_], lit: npt.NDArray[np.bool_], top: int, left: int) -> bool:
+    """Whether every lit pixel, placed at ``(top, left)``, falls on free pixels of the crop."""
+    h, w = lit.shape
     if top < 0 or left < 0 or top + h > free.shape[0] or left + w > free.shape[1]:
         return False
-    lit = np.any(signal != 0, axis=0)
     return bool(free[top : top + h, left : left + w][lit].all())
